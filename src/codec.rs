@@ -1,0 +1,400 @@
+//! The token format: DataHub's HS256 JWT, and token ids.
+//!
+//! A token is `b64url(header) . b64url(claims) . b64url(hmac_sha256(key, first two parts))`
+//! with the header `{"alg":"HS256"}`; its id is `b64(sha256(token || salt))`.
+
+use std::fmt;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use ring::{digest, hmac};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::config::TokenServiceConfig;
+use crate::error::{Error, Result};
+use crate::model::AccessTokenType;
+use crate::urn::Urn;
+
+/// Longest token accepted for validation; longer input is refused unread.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// `version` claim of stateless (session) tokens.
+pub const VERSION_STATELESS: &str = "1";
+/// `version` claim of stateful (stored, revocable) tokens.
+pub const VERSION_STATEFUL: &str = "2";
+/// The only `actorType` DataHub issues.
+pub(crate) const ACTOR_TYPE_USER: &str = "USER";
+
+const HEADER_JSON: &str = r#"{"alg":"HS256"}"#;
+
+/// The claims of a DataHub token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessTokenClaims {
+    /// `"2"` for stateful tokens, `"1"` for stateless session tokens.
+    pub version: String,
+    /// The token type.
+    #[serde(rename = "type")]
+    pub token_type: AccessTokenType,
+    /// Always `USER`.
+    pub actor_type: String,
+    /// The id part of the actor's urn (`datahub` for `urn:li:corpuser:datahub`).
+    pub actor_id: String,
+    /// Subject; DataHub sets it to the actor id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// A random UUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// The issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Expiry in seconds since the epoch; absent = never expires.
+    #[serde(
+        default,
+        deserialize_with = "numeric_date",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub exp: Option<i64>,
+}
+
+impl AccessTokenClaims {
+    /// Whether the token is stored and revocable (version 2).
+    pub fn is_stateful(&self) -> bool {
+        self.version == VERSION_STATEFUL
+    }
+
+    /// Whether `exp` has passed at `now_ms` (a token is good through its
+    /// `exp` second, as in DataHub's JWT library).
+    pub fn is_expired_at(&self, now_ms: i64) -> bool {
+        self.exp.is_some_and(|exp| now_ms > exp.saturating_mul(1000))
+    }
+
+    /// The urn of the actor: `urn:li:corpuser:<actorId>`.
+    pub fn actor_urn(&self) -> Result<Urn> {
+        Urn::corp_user(&self.actor_id)
+            .map_err(|_| Error::invalid_token(format!("actorId {:?} is not a valid user id", self.actor_id)))
+    }
+}
+
+// RFC 7519 NumericDate may carry a fraction; DataHub writes whole seconds.
+fn numeric_date<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<i64>, D::Error> {
+    let value = Option::<serde_json::Number>::deserialize(d)?;
+    Ok(value.and_then(|n| n.as_i64().or_else(|| n.as_f64().map(|f| f.floor() as i64))))
+}
+
+/// Signs, verifies and identifies tokens with one key and salt.
+///
+/// `Debug` prints neither.
+#[derive(Clone)]
+pub struct TokenCodec {
+    key: hmac::Key,
+    salt: Vec<u8>,
+    issuer: String,
+    header_b64: String,
+}
+
+impl fmt::Debug for TokenCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenCodec")
+            .field("key", &"<redacted>")
+            .field("salt", &"<redacted>")
+            .field("issuer", &self.issuer)
+            .finish()
+    }
+}
+
+impl TokenCodec {
+    /// A codec with the configuration's key, salt and issuer.
+    pub fn new(config: &TokenServiceConfig) -> Self {
+        TokenCodec {
+            key: hmac::Key::new(hmac::HMAC_SHA256, config.signing_key.expose().as_bytes()),
+            salt: config.salt.expose().as_bytes().to_vec(),
+            issuer: config.issuer.clone(),
+            header_b64: URL_SAFE_NO_PAD.encode(HEADER_JSON),
+        }
+    }
+
+    /// The issuer written into new tokens.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Encodes and signs `claims` as a compact JWT.
+    pub fn sign(&self, claims: &AccessTokenClaims) -> String {
+        let payload = serde_json::to_vec(claims).expect("claims serialize");
+        let mut token = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 48);
+        token.push_str(&self.header_b64);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let tag = hmac::sign(&self.key, token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut token);
+        token
+    }
+
+    /// The token's id: standard base64 of `sha256(token || salt)`.
+    pub fn token_id(&self, token: &str) -> String {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(token.as_bytes());
+        ctx.update(&self.salt);
+        STANDARD.encode(ctx.finish())
+    }
+
+    /// Checks everything about `token` except time: size, shape, algorithm,
+    /// signature (in constant time), then the required claims and version.
+    /// Call [`AccessTokenClaims::is_expired_at`] for expiry.
+    pub fn verify(&self, token: &str) -> Result<AccessTokenClaims> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Error::invalid_token(format!(
+                "token is longer than {MAX_TOKEN_BYTES} bytes"
+            )));
+        }
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Error::invalid_token(
+                "not a JWT: expected three dot-separated parts",
+            ));
+        };
+        if header != self.header_b64 {
+            check_header(header)?;
+        }
+        let mut tag = [0u8; 32];
+        match URL_SAFE_NO_PAD.decode_slice(signature, &mut tag) {
+            Ok(32) => {}
+            _ => return Err(Error::invalid_token("malformed signature")),
+        }
+        let signing_input = &token[..header.len() + 1 + payload.len()];
+        hmac::verify(&self.key, signing_input.as_bytes(), &tag)
+            .map_err(|_| Error::invalid_token("invalid signature"))?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| Error::invalid_token("claims are not base64url"))?;
+        parse_claims(&payload)
+    }
+}
+
+fn check_header(header: &str) -> Result<()> {
+    #[derive(Deserialize)]
+    struct Header {
+        alg: Option<String>,
+    }
+    let bytes = URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| Error::invalid_token("header is not base64url"))?;
+    let header: Header =
+        serde_json::from_slice(&bytes).map_err(|_| Error::invalid_token("header is not a JSON object"))?;
+    match header.alg.as_deref() {
+        Some("HS256") => Ok(()),
+        Some(alg) => Err(Error::invalid_token(format!(
+            "algorithm {alg:?} is not accepted; only HS256 is"
+        ))),
+        None => Err(Error::invalid_token("header has no alg")),
+    }
+}
+
+fn parse_claims(payload: &[u8]) -> Result<AccessTokenClaims> {
+    // Optional fields first, so a missing claim gets a message naming it.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct RawClaims {
+        version: Option<String>,
+        #[serde(rename = "type")]
+        token_type: Option<String>,
+        actor_type: Option<String>,
+        actor_id: Option<String>,
+        sub: Option<String>,
+        jti: Option<String>,
+        iss: Option<String>,
+        #[serde(default, deserialize_with = "numeric_date")]
+        exp: Option<i64>,
+    }
+    let raw: RawClaims = serde_json::from_slice(payload)
+        .map_err(|e| Error::invalid_token(format!("malformed claims: {e}")))?;
+    let missing = |name: &str| Error::invalid_token(format!("missing claim {name}"));
+    let token_type = match raw.token_type.ok_or_else(|| missing("type"))?.as_str() {
+        "PERSONAL" => AccessTokenType::Personal,
+        "SESSION" => AccessTokenType::Session,
+        "SERVICE_ACCOUNT" => AccessTokenType::ServiceAccount,
+        other => return Err(Error::invalid_token(format!("unknown token type {other:?}"))),
+    };
+    let actor_type = raw.actor_type.ok_or_else(|| missing("actorType"))?;
+    if actor_type != ACTOR_TYPE_USER {
+        return Err(Error::invalid_token(format!(
+            "unsupported actorType {actor_type:?}"
+        )));
+    }
+    let actor_id = raw.actor_id.ok_or_else(|| missing("actorId"))?;
+    if actor_id.is_empty() {
+        return Err(Error::invalid_token("empty claim actorId"));
+    }
+    let version = raw.version.ok_or_else(|| missing("version"))?;
+    if version != VERSION_STATEFUL && version != VERSION_STATELESS {
+        return Err(Error::invalid_token(format!(
+            "unsupported token version {version:?}"
+        )));
+    }
+    Ok(AccessTokenClaims {
+        version,
+        token_type,
+        actor_type,
+        actor_id,
+        sub: raw.sub,
+        jti: raw.jti,
+        iss: raw.iss,
+        exp: raw.exp,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codec() -> TokenCodec {
+        TokenCodec::new(&TokenServiceConfig::insecure_datahub_defaults())
+    }
+
+    fn claims(exp: Option<i64>) -> AccessTokenClaims {
+        AccessTokenClaims {
+            version: "2".into(),
+            token_type: AccessTokenType::Personal,
+            actor_type: "USER".into(),
+            actor_id: "datahub".into(),
+            sub: Some("datahub".into()),
+            jti: Some("0b1c6b6e-5d3c-4c56-8a5d-0d6c0b0e8e59".into()),
+            iss: Some("datahub-metadata-service".into()),
+            exp,
+        }
+    }
+
+    fn forge(header: &str, payload: &str, key: &[u8]) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag))
+    }
+
+    #[test]
+    fn round_trip_with_datahub_header() {
+        let codec = codec();
+        let token = codec.sign(&claims(Some(1_700_000_000)));
+        assert!(
+            token.starts_with("eyJhbGciOiJIUzI1NiJ9."),
+            "header is exactly {{\"alg\":\"HS256\"}}"
+        );
+        assert_eq!(codec.verify(&token).unwrap(), claims(Some(1_700_000_000)));
+        let id = codec.token_id(&token);
+        assert_eq!(id.len(), 44);
+        assert!(id.ends_with('='));
+    }
+
+    #[test]
+    fn expiry_is_inclusive_of_the_exp_second() {
+        let c = claims(Some(100));
+        assert!(!c.is_expired_at(100_000));
+        assert!(c.is_expired_at(100_001));
+        assert!(!claims(None).is_expired_at(i64::MAX));
+    }
+
+    #[test]
+    fn accepts_typ_header_and_extra_claims() {
+        let key = TokenServiceConfig::insecure_datahub_defaults();
+        let token = forge(
+            r#"{"typ":"JWT","alg":"HS256"}"#,
+            r#"{"version":"2","type":"PERSONAL","actorType":"USER","actorId":"x","exp":1.5e9,"foo":[1]}"#,
+            key.expose_signing_key().as_bytes(),
+        );
+        assert_eq!(codec().verify(&token).unwrap().exp, Some(1_500_000_000));
+    }
+
+    #[test]
+    fn rejects_what_it_must() {
+        let key = TokenServiceConfig::insecure_datahub_defaults()
+            .expose_signing_key()
+            .as_bytes()
+            .to_vec();
+        let good = r#"{"version":"2","type":"PERSONAL","actorType":"USER","actorId":"x"}"#;
+        let cases = [
+            (forge(r#"{"alg":"none"}"#, good, &key), "\"none\" is not accepted"),
+            (
+                forge(r#"{"alg":"HS512"}"#, good, &key),
+                "\"HS512\" is not accepted",
+            ),
+            (forge(r#"{}"#, good, &key), "no alg"),
+            (
+                forge(
+                    r#"{"alg":"HS256"}"#,
+                    good,
+                    b"another key of at least thirty-two bytes",
+                ),
+                "invalid signature",
+            ),
+            (
+                forge(
+                    r#"{"alg":"HS256"}"#,
+                    r#"{"type":"PERSONAL","actorType":"USER","actorId":"x"}"#,
+                    &key,
+                ),
+                "missing claim version",
+            ),
+            (
+                forge(
+                    r#"{"alg":"HS256"}"#,
+                    r#"{"version":"2","actorType":"USER","actorId":"x"}"#,
+                    &key,
+                ),
+                "missing claim type",
+            ),
+            (
+                forge(
+                    r#"{"alg":"HS256"}"#,
+                    r#"{"version":"2","type":"PERSONAL","actorId":"x"}"#,
+                    &key,
+                ),
+                "missing claim actorType",
+            ),
+            (
+                forge(
+                    r#"{"alg":"HS256"}"#,
+                    r#"{"version":"2","type":"PERSONAL","actorType":"USER"}"#,
+                    &key,
+                ),
+                "missing claim actorId",
+            ),
+            (
+                forge(
+                    r#"{"alg":"HS256"}"#,
+                    r#"{"version":"3","type":"PERSONAL","actorType":"USER","actorId":"x"}"#,
+                    &key,
+                ),
+                "unsupported token version",
+            ),
+            (forge(r#"{"alg":"HS256"}"#, r#"[1,2]"#, &key), "malformed claims"),
+            ("a.b".to_string(), "three dot-separated parts"),
+            ("a.b.c.d".to_string(), "three dot-separated parts"),
+            (
+                format!("{}.e30.AAAA", URL_SAFE_NO_PAD.encode(HEADER_JSON)),
+                "malformed signature",
+            ),
+            ("x".repeat(MAX_TOKEN_BYTES + 1), "longer than"),
+        ];
+        for (token, expected) in cases {
+            let err = codec().verify(&token).unwrap_err().to_string();
+            assert!(err.starts_with("Failed to validate DataHub token: "), "{err}");
+            assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_key_and_salt() {
+        let printed = format!("{:?}", codec());
+        assert!(
+            !printed.contains("WnEdIeTG") && !printed.contains("ohDVbJBv"),
+            "{printed}"
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! Token service settings, under DataHub's names and environment variables.
+
+use std::fmt;
+
+use base64::Engine as _;
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::duration::{DurationPolicy, DEFAULT_ALLOWED_DURATIONS};
+use crate::error::{Error, Result};
+
+/// Environment variable holding the signing key.
+pub const ENV_SIGNING_KEY: &str = "DATAHUB_TOKEN_SERVICE_SIGNING_KEY";
+/// Environment variable holding the salt for token ids.
+pub const ENV_SALT: &str = "DATAHUB_TOKEN_SERVICE_SALT";
+/// Environment variable holding the issuer (`iss` claim).
+pub const ENV_ISSUER: &str = "DATAHUB_TOKEN_SERVICE_ISSUER";
+/// Environment variable allowing never-expiring tokens (`true`/`false`).
+pub const ENV_ALLOW_NO_EXPIRY: &str = "ACCESS_TOKEN_ALLOW_NO_EXPIRY";
+/// Environment variable listing allowed durations (ISO-8601, comma separated).
+pub const ENV_ALLOWED_DURATIONS: &str = "ACCESS_TOKEN_ALLOWED_DURATIONS";
+/// Environment variable with the lifetime of session tokens in ms.
+pub const ENV_SESSION_DURATION_MS: &str = "SESSION_TOKEN_DURATION_MS";
+
+/// DataHub's default issuer.
+pub const DEFAULT_ISSUER: &str = "datahub-metadata-service";
+/// DataHub's default session token lifetime: one day.
+pub const DEFAULT_SESSION_DURATION_MS: i64 = 24 * 60 * 60 * 1000;
+/// Shortest signing key accepted, in bytes (HS256's hash size).
+pub const MIN_SIGNING_KEY_BYTES: usize = 32;
+
+// DataHub's published defaults: anyone can forge tokens for a deployment
+// that keeps them. Reachable only through `insecure_datahub_defaults`.
+const DATAHUB_DEFAULT_SIGNING_KEY: &str = "WnEdIeTG/VVCLQqGwC/BAkqyY0k+H8NEAtWGejrBI94=";
+const DATAHUB_DEFAULT_SALT: &str = "ohDVbJBvHHVJh9S/UA4BYF9COuNnqqVhr9MLKEGXk1O=";
+
+/// A string that must not reach logs: `Debug` prints `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Secret(String);
+
+impl Secret {
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Settings of a [`DataHubTokenService`](crate::DataHubTokenService).
+///
+/// The signing key and salt are used as the UTF-8 bytes of the strings given,
+/// exactly as DataHub does (it does not base64-decode them), so a DataHub
+/// deployment's values work unchanged. `Debug` never prints them.
+#[derive(Debug, Clone)]
+pub struct TokenServiceConfig {
+    pub(crate) signing_key: Secret,
+    pub(crate) salt: Secret,
+    pub(crate) issuer: String,
+    pub(crate) durations: DurationPolicy,
+    pub(crate) session_duration_ms: i64,
+}
+
+impl TokenServiceConfig {
+    /// Settings with this key and salt and DataHub's other defaults.
+    ///
+    /// Refuses an empty salt and a key shorter than
+    /// [`MIN_SIGNING_KEY_BYTES`] (DataHub accepts both; we do not).
+    pub fn new(signing_key: impl Into<String>, salt: impl Into<String>) -> Result<Self> {
+        let (signing_key, salt) = (signing_key.into(), salt.into());
+        if signing_key.is_empty() {
+            return Err(Error::Config(format!(
+                "the signing key ({ENV_SIGNING_KEY}) is empty"
+            )));
+        }
+        if signing_key.len() < MIN_SIGNING_KEY_BYTES {
+            return Err(Error::Config(format!(
+                "the signing key ({ENV_SIGNING_KEY}) is {} bytes; at least {MIN_SIGNING_KEY_BYTES} are required",
+                signing_key.len()
+            )));
+        }
+        if salt.is_empty() {
+            return Err(Error::Config(format!("the salt ({ENV_SALT}) is empty")));
+        }
+        Ok(TokenServiceConfig {
+            signing_key: Secret(signing_key),
+            salt: Secret(salt),
+            issuer: DEFAULT_ISSUER.to_owned(),
+            durations: DurationPolicy::default(),
+            session_duration_ms: DEFAULT_SESSION_DURATION_MS,
+        })
+    }
+
+    /// Settings with a fresh random key and salt (32 random bytes each, in
+    /// base64): for tests, demos, or a first start that then saves them.
+    pub fn generate() -> Result<Self> {
+        Self::new(random_secret()?, random_secret()?)
+    }
+
+    /// **INSECURE.** DataHub's published default key and salt: anyone can
+    /// mint valid tokens for a service that uses them. Only for talking to a
+    /// DataHub quickstart that also runs on its defaults.
+    pub fn insecure_datahub_defaults() -> Self {
+        Self::new(DATAHUB_DEFAULT_SIGNING_KEY, DATAHUB_DEFAULT_SALT).expect("DataHub's defaults are valid")
+    }
+
+    /// Reads DataHub's environment variables ([`ENV_SIGNING_KEY`],
+    /// [`ENV_SALT`], [`ENV_ISSUER`], [`ENV_ALLOW_NO_EXPIRY`],
+    /// [`ENV_ALLOWED_DURATIONS`], [`ENV_SESSION_DURATION_MS`]). Key and salt
+    /// are required: unlike DataHub there is no silent public default.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let required = |name: &str| {
+            lookup(name).ok_or_else(|| Error::Config(format!("environment variable {name} is not set")))
+        };
+        let mut config = Self::new(required(ENV_SIGNING_KEY)?, required(ENV_SALT)?)?;
+        if let Some(issuer) = lookup(ENV_ISSUER) {
+            config = config.with_issuer(issuer)?;
+        }
+        let allow_no_expiry = match lookup(ENV_ALLOW_NO_EXPIRY).as_deref().map(str::trim) {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(v) => {
+                return Err(Error::Config(format!(
+                    "{ENV_ALLOW_NO_EXPIRY} must be true or false (got {v:?})"
+                )))
+            }
+        };
+        let allowed = lookup(ENV_ALLOWED_DURATIONS).unwrap_or_else(|| DEFAULT_ALLOWED_DURATIONS.into());
+        config.durations = DurationPolicy::parse(&allowed, allow_no_expiry)
+            .map_err(|e| Error::Config(format!("{ENV_ALLOWED_DURATIONS}: {e}")))?;
+        if let Some(ms) = lookup(ENV_SESSION_DURATION_MS) {
+            let ms = ms.trim().parse().map_err(|_| {
+                Error::Config(format!(
+                    "{ENV_SESSION_DURATION_MS} must be a number of milliseconds (got {ms:?})"
+                ))
+            })?;
+            config = config.with_session_duration_ms(ms)?;
+        }
+        Ok(config)
+    }
+
+    /// Sets the issuer (`iss` claim); must not be empty.
+    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Result<Self> {
+        let issuer = issuer.into();
+        if issuer.trim().is_empty() {
+            return Err(Error::Config("the issuer is empty".into()));
+        }
+        self.issuer = issuer;
+        Ok(self)
+    }
+
+    /// Sets which token lifetimes may be requested.
+    pub fn with_duration_policy(mut self, durations: DurationPolicy) -> Self {
+        self.durations = durations;
+        self
+    }
+
+    /// Sets the lifetime of session tokens; must be positive.
+    pub fn with_session_duration_ms(mut self, ms: i64) -> Result<Self> {
+        if ms <= 0 {
+            return Err(Error::Config(format!(
+                "the session token lifetime must be positive (got {ms} ms)"
+            )));
+        }
+        self.session_duration_ms = ms;
+        Ok(self)
+    }
+
+    /// The issuer (`iss` claim).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Which token lifetimes may be requested.
+    pub fn duration_policy(&self) -> &DurationPolicy {
+        &self.durations
+    }
+
+    /// The signing key, to save it (e.g. on first start). Never log it.
+    pub fn expose_signing_key(&self) -> &str {
+        self.signing_key.expose()
+    }
+
+    /// The salt, to save it (e.g. on first start). Never log it.
+    pub fn expose_salt(&self) -> &str {
+        self.salt.expose()
+    }
+}
+
+fn random_secret() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Error::Config("the system random number generator failed".into()))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(vars: &[(&str, &str)]) -> Result<TokenServiceConfig> {
+        let vars: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        TokenServiceConfig::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn refuses_weak_secrets() {
+        let err = |r: Result<TokenServiceConfig>| r.unwrap_err().to_string();
+        assert!(err(TokenServiceConfig::new("", "salt")).contains("signing key"));
+        assert!(err(TokenServiceConfig::new("short", "salt")).contains("at least 32"));
+        assert!(err(TokenServiceConfig::new(KEY, "")).contains("salt"));
+        assert!(TokenServiceConfig::new(KEY, "s").is_ok());
+    }
+
+    #[test]
+    fn reads_datahub_environment() {
+        assert!(from(&[]).unwrap_err().to_string().contains(ENV_SIGNING_KEY));
+        let config = from(&[
+            (ENV_SIGNING_KEY, KEY),
+            (ENV_SALT, "salt"),
+            (ENV_ISSUER, "me"),
+            (ENV_ALLOW_NO_EXPIRY, "TRUE"),
+            (ENV_ALLOWED_DURATIONS, "P1D, P2D"),
+            (ENV_SESSION_DURATION_MS, "5000"),
+        ])
+        .unwrap();
+        assert_eq!(config.issuer(), "me");
+        assert!(config.duration_policy().allow_no_expiry());
+        assert_eq!(config.duration_policy().allowed().len(), 2);
+        assert_eq!(config.session_duration_ms, 5000);
+        let defaults = from(&[(ENV_SIGNING_KEY, KEY), (ENV_SALT, "salt")]).unwrap();
+        assert_eq!(defaults.issuer(), DEFAULT_ISSUER);
+        assert_eq!(defaults.duration_policy(), &DurationPolicy::default());
+        assert!(from(&[
+            (ENV_SIGNING_KEY, KEY),
+            (ENV_SALT, "s"),
+            (ENV_ALLOW_NO_EXPIRY, "yes")
+        ])
+        .is_err());
+        assert!(from(&[
+            (ENV_SIGNING_KEY, KEY),
+            (ENV_SALT, "s"),
+            (ENV_ALLOWED_DURATIONS, "P1Q")
+        ])
+        .is_err());
+        assert!(from(&[
+            (ENV_SIGNING_KEY, KEY),
+            (ENV_SALT, "s"),
+            (ENV_SESSION_DURATION_MS, "-1")
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let config = TokenServiceConfig::generate().unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains(config.expose_signing_key()));
+        assert!(!printed.contains(config.expose_salt()));
+        assert!(printed.contains("<redacted>"));
+        assert_ne!(
+            config.expose_signing_key(),
+            TokenServiceConfig::generate().unwrap().expose_signing_key()
+        );
+    }
+}

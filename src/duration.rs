@@ -1,0 +1,419 @@
+//! Token lifetimes: DataHub's `AccessTokenDuration` enum, ISO-8601
+//! `durationIso` values, and the policy of which ones a deployment allows.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+const HOUR_MS: i64 = 60 * 60 * 1000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// DataHub's fixed token lifetimes (GraphQL enum `AccessTokenDuration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AccessTokenDuration {
+    /// One hour.
+    OneHour,
+    /// 24 hours.
+    OneDay,
+    /// 7 days.
+    OneWeek,
+    /// 30 days.
+    OneMonth,
+    /// 90 days.
+    ThreeMonths,
+    /// 180 days.
+    SixMonths,
+    /// 365 days.
+    OneYear,
+    /// Never expires (only where the policy allows it).
+    NoExpiry,
+}
+
+impl AccessTokenDuration {
+    /// Every value, in DataHub's order.
+    pub const ALL: [AccessTokenDuration; 8] = [
+        Self::OneHour,
+        Self::OneDay,
+        Self::OneWeek,
+        Self::OneMonth,
+        Self::ThreeMonths,
+        Self::SixMonths,
+        Self::OneYear,
+        Self::NoExpiry,
+    ];
+
+    /// The lifetime in milliseconds, `None` for [`NoExpiry`](Self::NoExpiry).
+    pub fn millis(self) -> Option<i64> {
+        Some(match self {
+            Self::OneHour => HOUR_MS,
+            Self::OneDay => DAY_MS,
+            Self::OneWeek => 7 * DAY_MS,
+            Self::OneMonth => 30 * DAY_MS,
+            Self::ThreeMonths => 90 * DAY_MS,
+            Self::SixMonths => 180 * DAY_MS,
+            Self::OneYear => 365 * DAY_MS,
+            Self::NoExpiry => return None,
+        })
+    }
+
+    /// DataHub's name for the value, e.g. `ONE_WEEK`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OneHour => "ONE_HOUR",
+            Self::OneDay => "ONE_DAY",
+            Self::OneWeek => "ONE_WEEK",
+            Self::OneMonth => "ONE_MONTH",
+            Self::ThreeMonths => "THREE_MONTHS",
+            Self::SixMonths => "SIX_MONTHS",
+            Self::OneYear => "ONE_YEAR",
+            Self::NoExpiry => "NO_EXPIRY",
+        }
+    }
+
+    fn from_millis(millis: i64) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.millis() == Some(millis))
+    }
+}
+
+impl fmt::Display for AccessTokenDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AccessTokenDuration {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s).ok_or_else(|| {
+            let names: Vec<_> = Self::ALL.iter().map(|d| d.as_str()).collect();
+            Error::invalid_input(format!(
+                "unknown duration {s:?}; expected one of {}",
+                names.join(", ")
+            ))
+        })
+    }
+}
+
+/// A positive ISO-8601 duration such as `P30D` or `PT1H`, as DataHub's
+/// `durationIso` reads it: a year is 365 days, a month 30 days, a week 7 days.
+///
+/// Components must be whole numbers and appear in the standard order
+/// (`PnYnMnWnDTnHnMnS`). Two values are equal when they last equally long,
+/// so `P1W == P7D`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IsoDuration {
+    text: String,
+    millis: i64,
+}
+
+impl IsoDuration {
+    /// Parses `text` (case-insensitive, surrounding white space ignored).
+    pub fn parse(text: &str) -> Result<Self> {
+        let text = text.trim().to_ascii_uppercase();
+        let millis = parse_iso_millis(&text).map_err(|why| {
+            Error::invalid_input(format!(
+                "invalid ISO-8601 duration {text:?}: {why} (examples: PT1H, P30D)"
+            ))
+        })?;
+        Ok(IsoDuration { text, millis })
+    }
+
+    /// The length in milliseconds (always positive).
+    pub fn millis(&self) -> i64 {
+        self.millis
+    }
+
+    /// The duration as written (upper-cased).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl From<AccessTokenDuration> for Option<IsoDuration> {
+    fn from(d: AccessTokenDuration) -> Self {
+        let millis = d.millis()?;
+        let days = millis / DAY_MS;
+        let text = if days == 0 {
+            format!("PT{}H", millis / HOUR_MS)
+        } else {
+            format!("P{days}D")
+        };
+        Some(IsoDuration { text, millis })
+    }
+}
+
+fn parse_iso_millis(text: &str) -> std::result::Result<i64, String> {
+    let body = text.strip_prefix('P').ok_or("must start with P")?;
+    if body.is_empty() || body == "T" {
+        return Err("has no components".into());
+    }
+    // (designator, milliseconds per unit), in the order they must appear.
+    const DATE: [(char, i64); 4] = [
+        ('Y', 365 * DAY_MS),
+        ('M', 30 * DAY_MS),
+        ('W', 7 * DAY_MS),
+        ('D', DAY_MS),
+    ];
+    const TIME: [(char, i64); 3] = [('H', HOUR_MS), ('M', 60_000), ('S', 1000)];
+    let (date, time) = match body.split_once('T') {
+        Some((_, "")) => return Err("has nothing after T".into()),
+        Some((date, time)) => (date, time),
+        None => (body, ""),
+    };
+    let mut total: i64 = 0;
+    for (part, units) in [(date, &DATE[..]), (time, &TIME[..])] {
+        let mut next_unit = 0;
+        let mut rest = part;
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            if digits == 0 {
+                return Err(format!("expected a number at {rest:?}"));
+            }
+            let designator = rest[digits..].chars().next().ok_or("a number lacks its unit")?;
+            let position = units[next_unit..]
+                .iter()
+                .position(|(d, _)| *d == designator)
+                .ok_or_else(|| format!("unexpected or out-of-order unit {designator:?}"))?;
+            let unit_ms = units[next_unit + position].1;
+            next_unit += position + 1;
+            let count: i64 = rest[..digits].parse().map_err(|_| "number too large")?;
+            total = count
+                .checked_mul(unit_ms)
+                .and_then(|ms| total.checked_add(ms))
+                .ok_or("too long")?;
+            rest = &rest[digits + 1..];
+        }
+    }
+    if total <= 0 {
+        return Err("must be longer than zero".into());
+    }
+    Ok(total)
+}
+
+impl PartialEq for IsoDuration {
+    fn eq(&self, other: &Self) -> bool {
+        self.millis == other.millis
+    }
+}
+impl Eq for IsoDuration {}
+
+impl fmt::Display for IsoDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for IsoDuration {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<String> for IsoDuration {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        Self::parse(&s)
+    }
+}
+
+impl From<IsoDuration> for String {
+    fn from(d: IsoDuration) -> String {
+        d.text
+    }
+}
+
+/// Which lifetimes a deployment allows (DataHub's `ACCESS_TOKEN_ALLOW_NO_EXPIRY`
+/// and `ACCESS_TOKEN_ALLOWED_DURATIONS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurationPolicy {
+    allow_no_expiry: bool,
+    allowed: Vec<IsoDuration>,
+}
+
+/// DataHub's default `ACCESS_TOKEN_ALLOWED_DURATIONS`.
+pub const DEFAULT_ALLOWED_DURATIONS: &str = "PT1H,P1D,P7D,P30D,P90D,P180D,P365D";
+
+impl Default for DurationPolicy {
+    /// DataHub's defaults: the seven fixed durations, no never-expiring tokens.
+    fn default() -> Self {
+        Self::parse(DEFAULT_ALLOWED_DURATIONS, false).expect("the default durations parse")
+    }
+}
+
+impl DurationPolicy {
+    /// A policy allowing exactly `allowed` (non-empty) and, if
+    /// `allow_no_expiry`, never-expiring tokens.
+    pub fn new(allowed: Vec<IsoDuration>, allow_no_expiry: bool) -> Result<Self> {
+        if allowed.is_empty() {
+            return Err(Error::Config("the list of allowed durations is empty".into()));
+        }
+        Ok(DurationPolicy {
+            allow_no_expiry,
+            allowed,
+        })
+    }
+
+    /// Parses a comma-separated list such as [`DEFAULT_ALLOWED_DURATIONS`].
+    pub fn parse(allowed: &str, allow_no_expiry: bool) -> Result<Self> {
+        let allowed = allowed
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(IsoDuration::parse)
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| Error::Config(format!("allowed durations: {e}")))?;
+        Self::new(allowed, allow_no_expiry)
+    }
+
+    /// Whether never-expiring tokens may be created.
+    pub fn allow_no_expiry(&self) -> bool {
+        self.allow_no_expiry
+    }
+
+    /// The allowed lifetimes.
+    pub fn allowed(&self) -> &[IsoDuration] {
+        &self.allowed
+    }
+
+    /// Resolves a create request's `duration` / `durationIso` pair (exactly one
+    /// must be given) to a lifetime in milliseconds, `None` meaning never.
+    pub fn resolve(
+        &self,
+        duration: Option<AccessTokenDuration>,
+        duration_iso: Option<&str>,
+    ) -> Result<Option<i64>> {
+        let requested: Option<IsoDuration> = match (duration, duration_iso) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid_input(
+                    "give either duration or durationIso, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(Error::invalid_input(
+                    "a duration is required: give duration or durationIso",
+                ))
+            }
+            (Some(d), None) => d.into(),
+            (None, Some(iso)) => Some(IsoDuration::parse(iso)?),
+        };
+        match requested {
+            None if self.allow_no_expiry => Ok(None),
+            None => Err(Error::invalid_input(format!(
+                "NO_EXPIRY is not allowed: never-expiring tokens are disabled; allowed durations: {}",
+                self.describe_allowed()
+            ))),
+            Some(d) if self.allowed.contains(&d) => Ok(Some(d.millis())),
+            Some(d) => Err(Error::invalid_input(format!(
+                "duration {d} is not allowed; allowed durations: {}",
+                self.describe_allowed()
+            ))),
+        }
+    }
+
+    fn describe_allowed(&self) -> String {
+        let mut names: Vec<String> = self
+            .allowed
+            .iter()
+            .map(|d| match AccessTokenDuration::from_millis(d.millis()) {
+                Some(name) => format!("{name} ({d})"),
+                None => d.to_string(),
+            })
+            .collect();
+        if self.allow_no_expiry {
+            names.push("NO_EXPIRY".into());
+        }
+        names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enum_values_and_names() {
+        assert_eq!(AccessTokenDuration::OneWeek.millis(), Some(7 * DAY_MS));
+        assert_eq!(AccessTokenDuration::NoExpiry.millis(), None);
+        for d in AccessTokenDuration::ALL {
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(json, format!("\"{}\"", d.as_str()));
+            assert_eq!(d.as_str().parse::<AccessTokenDuration>().unwrap(), d);
+        }
+        assert!("ONE_FORTNIGHT".parse::<AccessTokenDuration>().is_err());
+    }
+
+    #[test]
+    fn iso_parsing() {
+        let ms = |s: &str| IsoDuration::parse(s).map(|d| d.millis());
+        assert_eq!(ms("PT1H").unwrap(), HOUR_MS);
+        assert_eq!(ms("p30d").unwrap(), 30 * DAY_MS);
+        assert_eq!(ms("P1Y").unwrap(), 365 * DAY_MS);
+        assert_eq!(ms("P1M").unwrap(), 30 * DAY_MS);
+        assert_eq!(ms("PT1M").unwrap(), 60_000);
+        assert_eq!(ms("P1W").unwrap(), 7 * DAY_MS);
+        assert_eq!(
+            ms("P1DT2H3M4S").unwrap(),
+            DAY_MS + 2 * HOUR_MS + 3 * 60_000 + 4000
+        );
+        for bad in [
+            "",
+            "P",
+            "PT",
+            "1D",
+            "P1",
+            "PD",
+            "P1D2",
+            "PT1D",
+            "P1H",
+            "P1D1Y",
+            "P0D",
+            "P-1D",
+            "P1.5D",
+            "P99999999999999999999D",
+            "P9999999999999Y",
+        ] {
+            assert!(IsoDuration::parse(bad).is_err(), "{bad:?} should fail");
+        }
+        assert_eq!(
+            IsoDuration::parse("P1W").unwrap(),
+            IsoDuration::parse("P7D").unwrap()
+        );
+    }
+
+    #[test]
+    fn policy_resolution() {
+        let policy = DurationPolicy::default();
+        assert_eq!(
+            policy.resolve(Some(AccessTokenDuration::OneHour), None).unwrap(),
+            Some(HOUR_MS)
+        );
+        assert_eq!(policy.resolve(None, Some("P1W")).unwrap(), Some(7 * DAY_MS));
+        let err = policy.resolve(None, Some("P2D")).unwrap_err().to_string();
+        assert!(
+            err.contains("P2D is not allowed") && err.contains("ONE_WEEK (P7D)"),
+            "{err}"
+        );
+        let err = policy
+            .resolve(Some(AccessTokenDuration::NoExpiry), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("NO_EXPIRY is not allowed"), "{err}");
+        assert!(policy.resolve(None, None).is_err());
+        assert!(policy
+            .resolve(Some(AccessTokenDuration::OneDay), Some("P1D"))
+            .is_err());
+        let open = DurationPolicy::parse("P2D", true).unwrap();
+        assert_eq!(
+            open.resolve(Some(AccessTokenDuration::NoExpiry), None).unwrap(),
+            None
+        );
+        assert_eq!(open.resolve(None, Some("P2D")).unwrap(), Some(2 * DAY_MS));
+        assert!(DurationPolicy::parse(" , ", false).is_err());
+        assert!(DurationPolicy::parse("P1D,bogus", false).is_err());
+    }
+}

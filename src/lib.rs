@@ -1,0 +1,82 @@
+//! Issue, list, revoke and validate [DataHub](https://datahubproject.io)
+//! access tokens from Rust, wire-compatible with DataHub.
+//!
+//! Tokens are DataHub's HS256 JWTs ([`TokenCodec`]); a token's record
+//! ([`StoredAccessToken`]: its id `b64(sha256(token || salt))` and
+//! [`DataHubAccessTokenInfo`]) lives in a pluggable [`TokenStore`]; the
+//! plaintext token is returned once, at creation, and never stored.
+//! [`DataHubTokenService`] implements DataHub's operations with its
+//! authorization rules, asking a [`PolicyEngine`] who holds the privileges
+//! "Generate Personal Access Tokens" and "Manage All Access Tokens".
+//!
+//! ```
+//! use datahub_access_tokens::{
+//!     AccessTokenDuration, CreateAccessTokenInput, DataHubTokenService, Error,
+//!     ListAccessTokenInput, MemoryTokenStore, Policies, TokenService, TokenServiceConfig, Urn,
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> datahub_access_tokens::Result<()> {
+//! let service = DataHubTokenService::new(
+//!     TokenServiceConfig::generate()?, // or TokenServiceConfig::from_env()?
+//!     MemoryTokenStore::new(),
+//!     Policies::datahub_defaults(),
+//! );
+//! let me = Urn::corp_user("datahub")?;
+//!
+//! let input = CreateAccessTokenInput::personal(me.as_str(), "ci", AccessTokenDuration::OneMonth);
+//! let created = service.create_access_token(&me, input).await?;
+//! let token = created.expose_access_token(); // shown once: hand it to the user
+//!
+//! let validated = service.validate_access_token(token).await?;
+//! assert_eq!(validated.actor, me);
+//!
+//! let mine = service.list_access_tokens(&me, &ListAccessTokenInput::owned_by(&me, 20)).await?;
+//! assert_eq!(mine.total, 1);
+//!
+//! service.revoke_access_token(&me, &mine.tokens[0].id).await?;
+//! assert!(matches!(service.validate_access_token(token).await, Err(Error::Revoked)));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! * `test-util`: the store conformance suite ([`store::conformance`]) for
+//!   testing your own [`TokenStore`].
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod clock;
+mod codec;
+mod config;
+mod duration;
+mod error;
+mod model;
+mod policy;
+mod service;
+pub mod store;
+mod urn;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use codec::{AccessTokenClaims, TokenCodec, MAX_TOKEN_BYTES, VERSION_STATEFUL, VERSION_STATELESS};
+pub use config::{
+    TokenServiceConfig, DEFAULT_ISSUER, DEFAULT_SESSION_DURATION_MS, ENV_ALLOWED_DURATIONS,
+    ENV_ALLOW_NO_EXPIRY, ENV_ISSUER, ENV_SALT, ENV_SESSION_DURATION_MS, ENV_SIGNING_KEY,
+    MIN_SIGNING_KEY_BYTES,
+};
+pub use duration::{AccessTokenDuration, DurationPolicy, IsoDuration, DEFAULT_ALLOWED_DURATIONS};
+pub use error::{BoxError, Error, Result, UNAUTHORIZED_MESSAGE};
+pub use model::{
+    access_token_urn, AccessToken, AccessTokenMetadata, AccessTokenType, CreateAccessTokenInput,
+    DataHubAccessTokenInfo, EntityType, FacetFilterInput, ListAccessTokenInput, ListAccessTokenResult,
+    StoredAccessToken,
+};
+pub use policy::{Policies, PolicyEngine, Privilege, ROLE_ADMIN, ROLE_EDITOR, ROLE_READER, ROOT_USER};
+pub use service::{
+    DataHubTokenService, TokenService, ValidatedAccessToken, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS,
+};
+pub use store::{MemoryTokenStore, TokenStore};
+pub use urn::Urn;

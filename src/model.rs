@@ -1,0 +1,288 @@
+//! The data DataHub keeps and returns, with DataHub's JSON field names:
+//! the stored `DataHubAccessTokenInfo` aspect and the GraphQL input and
+//! output shapes of `auth.graphql`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::AccessTokenDuration;
+use crate::urn::Urn;
+
+/// The kind of token (claim `type`, GraphQL enum `AccessTokenType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AccessTokenType {
+    /// A revocable token a user generates for themself (or an admin for them).
+    Personal,
+    /// A stateless token minted at UI login; not stored, not revocable.
+    Session,
+    /// A token for a service account (newer DataHub); accepted on validation.
+    ServiceAccount,
+}
+
+impl AccessTokenType {
+    /// DataHub's name for the value, e.g. `PERSONAL`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Personal => "PERSONAL",
+            Self::Session => "SESSION",
+            Self::ServiceAccount => "SERVICE_ACCOUNT",
+        }
+    }
+}
+
+impl fmt::Display for AccessTokenType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What DataHub stores about a token (the `dataHubAccessTokenInfo` aspect).
+///
+/// The token itself is never stored: only its id and this record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataHubAccessTokenInfo {
+    /// Name given by the creator (1 to 256 characters).
+    pub name: String,
+    /// Whose identity the token carries.
+    pub actor_urn: Urn,
+    /// Who created it.
+    pub owner_urn: Urn,
+    /// Creation time, milliseconds since the epoch.
+    pub created_at: i64,
+    /// Expiry time in milliseconds since the epoch; absent = never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// Optional free text (up to 4096 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl DataHubAccessTokenInfo {
+    /// Whether the token has expired at `now_ms` (DataHub: `expiresAt < now`).
+    pub fn is_expired_at(&self, now_ms: i64) -> bool {
+        self.expires_at.is_some_and(|at| at < now_ms)
+    }
+}
+
+/// One stored token: its id (`b64(sha256(token || salt))`) and its info.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredAccessToken {
+    /// The token id, 44 characters of standard base64.
+    pub id: String,
+    /// What DataHub stores about the token.
+    pub info: DataHubAccessTokenInfo,
+}
+
+/// The urn of the access token with this id: `urn:li:dataHubAccessToken:<id>`.
+pub fn access_token_urn(id: &str) -> String {
+    format!("urn:li:dataHubAccessToken:{id}")
+}
+
+/// GraphQL `EntityType` of token metadata: always `ACCESS_TOKEN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EntityType {
+    /// The access token entity.
+    #[default]
+    AccessToken,
+}
+
+/// A token's metadata as the GraphQL API returns it (`AccessTokenMetadata`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessTokenMetadata {
+    /// `urn:li:dataHubAccessToken:<id>`.
+    pub urn: String,
+    /// Always [`EntityType::AccessToken`].
+    #[serde(rename = "type")]
+    pub entity_type: EntityType,
+    /// The token id.
+    pub id: String,
+    /// Name given by the creator.
+    pub name: String,
+    /// Optional free text.
+    pub description: Option<String>,
+    /// Whose identity the token carries.
+    pub actor_urn: Urn,
+    /// Who created it.
+    pub owner_urn: Urn,
+    /// Creation time, ms since the epoch.
+    pub created_at: i64,
+    /// Expiry, ms since the epoch; `null` = never expires.
+    pub expires_at: Option<i64>,
+}
+
+impl From<StoredAccessToken> for AccessTokenMetadata {
+    fn from(token: StoredAccessToken) -> Self {
+        let info = token.info;
+        AccessTokenMetadata {
+            urn: access_token_urn(&token.id),
+            entity_type: EntityType::AccessToken,
+            id: token.id,
+            name: info.name,
+            description: info.description,
+            actor_urn: info.actor_urn,
+            owner_urn: info.owner_urn,
+            created_at: info.created_at,
+            expires_at: info.expires_at,
+        }
+    }
+}
+
+/// A freshly minted token (GraphQL `AccessToken`): the only time the
+/// plaintext exists. `Debug` redacts it; [`expose_access_token`] reads it.
+///
+/// Serializing writes the plaintext (`accessToken`), since that is the
+/// GraphQL answer to `createAccessToken`; do not log the serialized form.
+///
+/// [`expose_access_token`]: AccessToken::expose_access_token
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessToken {
+    access_token: String,
+    /// The token's metadata; `None` for stateless session tokens.
+    pub metadata: Option<AccessTokenMetadata>,
+}
+
+impl AccessToken {
+    pub(crate) fn new(access_token: String, metadata: Option<AccessTokenMetadata>) -> Self {
+        AccessToken {
+            access_token,
+            metadata,
+        }
+    }
+
+    /// The plaintext token, to hand to its user once. Never store or log it.
+    pub fn expose_access_token(&self) -> &str {
+        &self.access_token
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("access_token", &"<redacted>")
+            .field("metadata", &self.metadata)
+            .finish()
+    }
+}
+
+/// GraphQL `CreateAccessTokenInput`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateAccessTokenInput {
+    /// Must be [`AccessTokenType::Personal`].
+    #[serde(rename = "type")]
+    pub token_type: AccessTokenType,
+    /// The user the token acts as, e.g. `urn:li:corpuser:datahub`.
+    pub actor_urn: String,
+    /// A fixed lifetime; give this or `duration_iso`.
+    #[serde(default)]
+    pub duration: Option<AccessTokenDuration>,
+    /// An ISO-8601 lifetime such as `P30D`; give this or `duration`.
+    #[serde(default)]
+    pub duration_iso: Option<String>,
+    /// Name of the token, 1 to 256 characters.
+    pub name: String,
+    /// Optional description, up to 4096 characters.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl CreateAccessTokenInput {
+    /// A personal token request for `actor_urn` with a fixed duration.
+    pub fn personal(
+        actor_urn: impl Into<String>,
+        name: impl Into<String>,
+        duration: AccessTokenDuration,
+    ) -> Self {
+        CreateAccessTokenInput {
+            token_type: AccessTokenType::Personal,
+            actor_urn: actor_urn.into(),
+            duration: Some(duration),
+            duration_iso: None,
+            name: name.into(),
+            description: None,
+        }
+    }
+
+    /// Sets the description.
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+}
+
+/// GraphQL `FacetFilterInput`: one listing filter, as sent by clients.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FacetFilterInput {
+    /// A field of `DataHubAccessTokenInfo`, e.g. `ownerUrn`.
+    pub field: String,
+    /// Deprecated single value; read as `values: [value]`.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// The values, any of which may match.
+    #[serde(default)]
+    pub values: Option<Vec<String>>,
+    /// Inverts the filter.
+    #[serde(default)]
+    pub negated: Option<bool>,
+    /// The operator, default `EQUAL`.
+    #[serde(default)]
+    pub condition: Option<String>,
+}
+
+impl FacetFilterInput {
+    /// `field EQUAL any of values`.
+    pub fn equal(field: impl Into<String>, values: &[&str]) -> Self {
+        FacetFilterInput {
+            field: field.into(),
+            values: Some(values.iter().map(|v| v.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+}
+
+/// GraphQL `ListAccessTokenInput`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListAccessTokenInput {
+    /// Offset of the first result, default 0.
+    #[serde(default)]
+    pub start: Option<i64>,
+    /// Page size, default 20, at most 10000.
+    #[serde(default)]
+    pub count: Option<i64>,
+    /// Filters, AND-ed together.
+    #[serde(default)]
+    pub filters: Option<Vec<FacetFilterInput>>,
+}
+
+impl ListAccessTokenInput {
+    /// The tokens `owner` created, first page of `count`.
+    pub fn owned_by(owner: &Urn, count: i64) -> Self {
+        ListAccessTokenInput {
+            start: Some(0),
+            count: Some(count),
+            filters: Some(vec![FacetFilterInput::equal("ownerUrn", &[owner.as_str()])]),
+        }
+    }
+}
+
+/// GraphQL `ListAccessTokenResult`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListAccessTokenResult {
+    /// Offset of the first returned token.
+    pub start: usize,
+    /// Number of tokens returned.
+    pub count: usize,
+    /// Number of tokens matching the filters.
+    pub total: usize,
+    /// The page.
+    pub tokens: Vec<AccessTokenMetadata>,
+}

@@ -1,0 +1,266 @@
+//! Who holds which token privilege: the [`PolicyEngine`] trait and
+//! [`Policies`], a static set of grants that also models DataHub's defaults.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::{self, Debug};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::urn::Urn;
+
+/// The token privileges DataHub defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Privilege {
+    /// "Generate Personal Access Tokens": create, list and revoke one's own.
+    GeneratePersonalAccessTokens,
+    /// "Manage All Access Tokens": everything, for anyone (a super user).
+    ManageAccessTokens,
+}
+
+impl Privilege {
+    /// Both privileges.
+    pub const ALL: [Privilege; 2] = [Self::GeneratePersonalAccessTokens, Self::ManageAccessTokens];
+
+    /// DataHub's type string, e.g. `MANAGE_ACCESS_TOKENS`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::GeneratePersonalAccessTokens => "GENERATE_PERSONAL_ACCESS_TOKENS",
+            Self::ManageAccessTokens => "MANAGE_ACCESS_TOKENS",
+        }
+    }
+
+    /// DataHub's display name, e.g. "Manage All Access Tokens".
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Self::GeneratePersonalAccessTokens => "Generate Personal Access Tokens",
+            Self::ManageAccessTokens => "Manage All Access Tokens",
+        }
+    }
+}
+
+impl fmt::Display for Privilege {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Decides whether an actor holds a privilege.
+#[async_trait]
+pub trait PolicyEngine: Debug + Send + Sync + 'static {
+    /// Whether `actor` holds `privilege`.
+    async fn is_authorized(&self, actor: &Urn, privilege: Privilege) -> Result<bool>;
+}
+
+#[async_trait]
+impl<T: PolicyEngine + ?Sized> PolicyEngine for Arc<T> {
+    async fn is_authorized(&self, actor: &Urn, privilege: Privilege) -> Result<bool> {
+        (**self).is_authorized(actor, privilege).await
+    }
+}
+
+/// The root user DataHub creates: `urn:li:corpuser:datahub`.
+pub const ROOT_USER: &str = "urn:li:corpuser:datahub";
+
+/// A fixed set of grants: privileges for all users, per role, and per actor.
+///
+/// [`Policies::datahub_defaults`] reproduces DataHub's default policies;
+/// [`Policies::from_json`] loads any other set:
+///
+/// ```json
+/// {
+///   "allUsers": ["GENERATE_PERSONAL_ACCESS_TOKENS"],
+///   "roles": { "Admin": ["GENERATE_PERSONAL_ACCESS_TOKENS", "MANAGE_ACCESS_TOKENS"] },
+///   "actors": {
+///     "urn:li:corpuser:datahub": { "privileges": ["MANAGE_ACCESS_TOKENS"] },
+///     "urn:li:corpuser:alice": { "roles": ["Admin"] }
+///   }
+/// }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Policies {
+    /// Privileges every user holds.
+    #[serde(default)]
+    all_users: BTreeSet<Privilege>,
+    /// Named roles and their privileges.
+    #[serde(default)]
+    roles: HashMap<String, BTreeSet<Privilege>>,
+    /// Grants to individual actors.
+    #[serde(default)]
+    actors: HashMap<Urn, ActorGrant>,
+}
+
+/// What one actor is granted directly.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ActorGrant {
+    #[serde(default)]
+    privileges: BTreeSet<Privilege>,
+    #[serde(default)]
+    roles: BTreeSet<String>,
+}
+
+/// DataHub's built-in role with both token privileges.
+pub const ROLE_ADMIN: &str = "Admin";
+/// DataHub's built-in role with "Generate Personal Access Tokens".
+pub const ROLE_EDITOR: &str = "Editor";
+/// DataHub's built-in role with neither token privilege.
+pub const ROLE_READER: &str = "Reader";
+
+impl Policies {
+    /// No grants at all.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// DataHub's default policies: the root user `urn:li:corpuser:datahub`
+    /// holds both privileges, every user may generate personal tokens, and
+    /// the roles Admin (both), Editor (generate) and Reader (neither) exist
+    /// for [`with_role`](Self::with_role).
+    pub fn datahub_defaults() -> Self {
+        let both: BTreeSet<_> = Privilege::ALL.into();
+        let generate: BTreeSet<_> = [Privilege::GeneratePersonalAccessTokens].into();
+        let root = Urn::parse(ROOT_USER).expect("the root urn is valid");
+        Policies {
+            all_users: generate.clone(),
+            roles: HashMap::from([
+                (ROLE_ADMIN.to_owned(), both.clone()),
+                (ROLE_EDITOR.to_owned(), generate),
+                (ROLE_READER.to_owned(), BTreeSet::new()),
+            ]),
+            actors: HashMap::from([(
+                root,
+                ActorGrant {
+                    privileges: both,
+                    roles: BTreeSet::new(),
+                },
+            )]),
+        }
+    }
+
+    /// Loads grants from JSON (see the type docs). Unknown keys, privileges
+    /// and roles, and malformed urns are errors.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let policies: Policies =
+            serde_json::from_str(json).map_err(|e| Error::Config(format!("policies: {e}")))?;
+        for (actor, grant) in &policies.actors {
+            if let Some(role) = grant.roles.iter().find(|r| !policies.roles.contains_key(*r)) {
+                return Err(Error::Config(format!(
+                    "policies: actor {actor} has role {role:?}, which is not defined under \"roles\""
+                )));
+            }
+        }
+        Ok(policies)
+    }
+
+    /// Grants `privilege` to every user.
+    pub fn with_all_users(mut self, privilege: Privilege) -> Self {
+        self.all_users.insert(privilege);
+        self
+    }
+
+    /// Grants `privilege` to `actor`.
+    pub fn with_grant(mut self, actor: Urn, privilege: Privilege) -> Self {
+        self.actors.entry(actor).or_default().privileges.insert(privilege);
+        self
+    }
+
+    /// Defines (or redefines) a role.
+    pub fn with_role_definition(mut self, role: impl Into<String>, privileges: &[Privilege]) -> Self {
+        self.roles
+            .insert(role.into(), privileges.iter().copied().collect());
+        self
+    }
+
+    /// Gives `actor` a defined role.
+    pub fn with_role(mut self, actor: Urn, role: &str) -> Result<Self> {
+        if !self.roles.contains_key(role) {
+            return Err(Error::Config(format!("role {role:?} is not defined")));
+        }
+        self.actors
+            .entry(actor)
+            .or_default()
+            .roles
+            .insert(role.to_owned());
+        Ok(self)
+    }
+
+    /// Whether `actor` holds `privilege` under these grants.
+    pub fn grants(&self, actor: &Urn, privilege: Privilege) -> bool {
+        if self.all_users.contains(&privilege) {
+            return true;
+        }
+        let Some(grant) = self.actors.get(actor) else {
+            return false;
+        };
+        grant.privileges.contains(&privilege)
+            || grant
+                .roles
+                .iter()
+                .any(|role| self.roles.get(role).is_some_and(|p| p.contains(&privilege)))
+    }
+}
+
+#[async_trait]
+impl PolicyEngine for Policies {
+    async fn is_authorized(&self, actor: &Urn, privilege: Privilege) -> Result<bool> {
+        Ok(self.grants(actor, privilege))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Privilege::*;
+
+    fn user(id: &str) -> Urn {
+        Urn::corp_user(id).unwrap()
+    }
+
+    #[test]
+    fn datahub_defaults() {
+        let p = Policies::datahub_defaults();
+        assert!(p.grants(&user("datahub"), ManageAccessTokens));
+        assert!(p.grants(&user("anyone"), GeneratePersonalAccessTokens));
+        assert!(!p.grants(&user("anyone"), ManageAccessTokens));
+        let p = p
+            .with_role(user("admin"), ROLE_ADMIN)
+            .unwrap()
+            .with_role(user("ed"), ROLE_EDITOR)
+            .unwrap();
+        assert!(p.grants(&user("admin"), ManageAccessTokens));
+        assert!(!p.grants(&user("ed"), ManageAccessTokens));
+        assert!(p.clone().with_role(user("x"), "Owner").is_err());
+        assert_eq!(
+            Privilege::ManageAccessTokens.display_name(),
+            "Manage All Access Tokens"
+        );
+    }
+
+    #[test]
+    fn json_grants() {
+        let p = Policies::from_json(
+            r#"{"roles":{"Ops":["MANAGE_ACCESS_TOKENS"]},
+                "actors":{"urn:li:corpuser:bob":{"privileges":["GENERATE_PERSONAL_ACCESS_TOKENS"]},
+                          "urn:li:corpuser:ops":{"roles":["Ops"]}}}"#,
+        )
+        .unwrap();
+        assert!(p.grants(&user("bob"), GeneratePersonalAccessTokens));
+        assert!(!p.grants(&user("bob"), ManageAccessTokens));
+        assert!(p.grants(&user("ops"), ManageAccessTokens));
+        assert!(!p.grants(&user("eve"), GeneratePersonalAccessTokens));
+    }
+
+    #[test]
+    fn json_errors_name_the_problem() {
+        let err = |j: &str| Policies::from_json(j).unwrap_err().to_string();
+        assert!(err(r#"{"allUsers":["READ_ALL"]}"#).contains("READ_ALL"));
+        assert!(err(r#"{"everyone":[]}"#).contains("everyone"));
+        assert!(err(r#"{"actors":{"bob":{}}}"#).contains("invalid urn"));
+        assert!(err(r#"{"actors":{"urn:li:corpuser:a":{"roles":["Ghost"]}}}"#).contains("\"Ghost\""));
+    }
+}

@@ -1,0 +1,381 @@
+//! The [`TokenService`] trait (DataHub's token operations) and
+//! [`DataHubTokenService`], its implementation over a store and a policy engine.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
+use crate::clock::{Clock, SystemClock};
+use crate::codec::{AccessTokenClaims, TokenCodec, ACTOR_TYPE_USER, VERSION_STATEFUL, VERSION_STATELESS};
+use crate::config::TokenServiceConfig;
+use crate::duration::DurationPolicy;
+use crate::error::{Error, Result};
+use crate::model::{
+    AccessToken, AccessTokenMetadata, AccessTokenType, CreateAccessTokenInput, DataHubAccessTokenInfo,
+    ListAccessTokenInput, ListAccessTokenResult, StoredAccessToken,
+};
+use crate::policy::{PolicyEngine, Privilege};
+use crate::store::{ListQuery, TokenField, TokenStore};
+use crate::urn::Urn;
+
+/// Longest token name, in characters.
+pub const MAX_NAME_CHARS: usize = 256;
+/// Longest token description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 4096;
+
+/// What a successful validation tells about a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatedAccessToken {
+    /// The user the token acts as.
+    pub actor: Urn,
+    /// The token's claims.
+    pub claims: AccessTokenClaims,
+    /// The stored token's id; `None` for stateless session tokens.
+    pub token_id: Option<String>,
+}
+
+/// DataHub's access token operations.
+///
+/// Operations that need authorization take the caller's urn (the
+/// authenticated user making the request) and fail with
+/// [`Error::Unauthorized`] under DataHub's rules:
+///
+/// | operation | allowed when |
+/// |---|---|
+/// | create | the caller can manage, or creates for themself and can generate |
+/// | list | the caller can manage, or can generate and filters `ownerUrn` to exactly themself |
+/// | revoke | the caller can manage, or owns the token |
+/// | get metadata | the caller can manage |
+///
+/// "Can generate" means holding [`Privilege::GeneratePersonalAccessTokens`] or
+/// [`Privilege::ManageAccessTokens`]; "can manage" means the latter.
+#[async_trait]
+pub trait TokenService: Debug + Send + Sync + 'static {
+    /// Mints a personal token and stores its record. The plaintext is in
+    /// the result and nowhere else.
+    async fn create_access_token(&self, caller: &Urn, input: CreateAccessTokenInput) -> Result<AccessToken>;
+
+    /// Lists token metadata matching the filters, one page at a time.
+    async fn list_access_tokens(
+        &self,
+        caller: &Urn,
+        input: &ListAccessTokenInput,
+    ) -> Result<ListAccessTokenResult>;
+
+    /// Revokes (deletes) a token by id; `Ok(true)` on success, and
+    /// [`Error::NotFound`] if no such token exists.
+    async fn revoke_access_token(&self, caller: &Urn, token_id: &str) -> Result<bool>;
+
+    /// The stored metadata of a plaintext token (managers only).
+    async fn get_access_token_metadata(&self, caller: &Urn, token: &str) -> Result<AccessTokenMetadata>;
+
+    /// Checks a presented token: format, signature, expiry and, for stored
+    /// tokens, that it has not been revoked. An expired stored token is
+    /// deleted.
+    async fn validate_access_token(&self, token: &str) -> Result<ValidatedAccessToken>;
+
+    /// Mints a stateless `SESSION` token (version 1) for `actor`: not
+    /// stored, not revocable, valid for the configured session lifetime.
+    async fn create_session_token(&self, actor: &Urn) -> Result<AccessToken>;
+
+    /// Deletes every stored token that has expired; returns their ids.
+    async fn purge_expired(&self) -> Result<Vec<String>>;
+}
+
+/// The [`TokenService`]: DataHub's `StatefulTokenService` and its GraphQL
+/// resolvers' authorization rules, over any store and policy engine.
+#[derive(Debug, Clone)]
+pub struct DataHubTokenService {
+    codec: TokenCodec,
+    durations: DurationPolicy,
+    session_duration_ms: i64,
+    store: Arc<dyn TokenStore>,
+    policies: Arc<dyn PolicyEngine>,
+    clock: Arc<dyn Clock>,
+}
+
+impl DataHubTokenService {
+    /// A service with these settings, store and privilege checks, on the
+    /// system clock.
+    pub fn new(config: TokenServiceConfig, store: impl TokenStore, policies: impl PolicyEngine) -> Self {
+        DataHubTokenService {
+            codec: TokenCodec::new(&config),
+            durations: config.durations,
+            session_duration_ms: config.session_duration_ms,
+            store: Arc::new(store),
+            policies: Arc::new(policies),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Uses `clock` for all times (tests use a [`ManualClock`](crate::ManualClock)).
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The codec signing and identifying this service's tokens.
+    pub fn codec(&self) -> &TokenCodec {
+        &self.codec
+    }
+
+    /// The store holding this service's token records.
+    pub fn store(&self) -> &Arc<dyn TokenStore> {
+        &self.store
+    }
+
+    async fn can_manage(&self, caller: &Urn) -> Result<bool> {
+        self.policies
+            .is_authorized(caller, Privilege::ManageAccessTokens)
+            .await
+    }
+
+    async fn can_generate(&self, caller: &Urn) -> Result<bool> {
+        Ok(self
+            .policies
+            .is_authorized(caller, Privilege::GeneratePersonalAccessTokens)
+            .await?
+            || self.can_manage(caller).await?)
+    }
+
+    fn claims(
+        &self,
+        version: &str,
+        token_type: AccessTokenType,
+        actor: &Urn,
+        expires_at_ms: Option<i64>,
+    ) -> AccessTokenClaims {
+        AccessTokenClaims {
+            version: version.to_owned(),
+            token_type,
+            actor_type: ACTOR_TYPE_USER.to_owned(),
+            actor_id: actor.id().to_owned(),
+            sub: Some(actor.id().to_owned()),
+            jti: Some(uuid::Uuid::new_v4().to_string()),
+            iss: Some(self.codec.issuer().to_owned()),
+            // JWT times are whole seconds.
+            exp: expires_at_ms.map(|ms| ms.div_euclid(1000)),
+        }
+    }
+}
+
+/// Checks a create request's fields, returning the actor.
+fn check_create_input(input: &CreateAccessTokenInput) -> Result<Urn> {
+    if input.token_type != AccessTokenType::Personal {
+        return Err(Error::invalid_input(format!(
+            "type {} cannot be created with createAccessToken: only PERSONAL tokens can",
+            input.token_type
+        )));
+    }
+    let actor = parse_user_urn("actorUrn", &input.actor_urn)?;
+    let name_chars = input.name.chars().count();
+    if input.name.trim().is_empty() {
+        return Err(Error::invalid_input("name must not be empty"));
+    }
+    if name_chars > MAX_NAME_CHARS {
+        return Err(Error::invalid_input(format!(
+            "name is {name_chars} characters long; at most {MAX_NAME_CHARS} are allowed"
+        )));
+    }
+    if let Some(description) = &input.description {
+        let chars = description.chars().count();
+        if chars > MAX_DESCRIPTION_CHARS {
+            return Err(Error::invalid_input(format!(
+                "description is {chars} characters long; at most {MAX_DESCRIPTION_CHARS} are allowed"
+            )));
+        }
+    }
+    Ok(actor)
+}
+
+fn parse_user_urn(what: &str, text: &str) -> Result<Urn> {
+    let urn = Urn::parse(text).map_err(|e| Error::invalid_input(format!("{what}: {e}")))?;
+    if !urn.is_corp_user() {
+        return Err(Error::invalid_input(format!(
+            "{what} must be a user urn (urn:li:corpuser:<id>), got {urn}"
+        )));
+    }
+    Ok(urn)
+}
+
+/// Token ids are `b64(sha256(..))`: 44 characters of standard base64.
+fn check_token_id(token_id: &str) -> Result<()> {
+    let mut digest = [0u8; 32];
+    match STANDARD.decode_slice(token_id, &mut digest) {
+        Ok(32) if token_id.len() == 44 => Ok(()),
+        _ => Err(Error::invalid_input(format!(
+            "tokenId {token_id:?} is not a token id (44 characters of base64)"
+        ))),
+    }
+}
+
+#[async_trait]
+impl TokenService for DataHubTokenService {
+    async fn create_access_token(&self, caller: &Urn, input: CreateAccessTokenInput) -> Result<AccessToken> {
+        let actor = check_create_input(&input)?;
+        let lifetime_ms = self
+            .durations
+            .resolve(input.duration, input.duration_iso.as_deref())?;
+        let allowed =
+            self.can_manage(caller).await? || (actor == *caller && self.can_generate(caller).await?);
+        if !allowed {
+            return Err(Error::Unauthorized);
+        }
+        let created_at = self.clock.now_ms();
+        let expires_at = match lifetime_ms {
+            Some(ms) => Some(
+                created_at
+                    .checked_add(ms)
+                    .ok_or_else(|| Error::invalid_input("the expiry time is out of range"))?,
+            ),
+            None => None,
+        };
+        let token =
+            self.codec
+                .sign(&self.claims(VERSION_STATEFUL, AccessTokenType::Personal, &actor, expires_at));
+        let stored = StoredAccessToken {
+            id: self.codec.token_id(&token),
+            info: DataHubAccessTokenInfo {
+                name: input.name,
+                actor_urn: actor,
+                owner_urn: caller.clone(),
+                created_at,
+                expires_at,
+                description: input.description,
+            },
+        };
+        self.store.insert(stored.clone()).await?;
+        Ok(AccessToken::new(token, Some(stored.into())))
+    }
+
+    async fn list_access_tokens(
+        &self,
+        caller: &Urn,
+        input: &ListAccessTokenInput,
+    ) -> Result<ListAccessTokenResult> {
+        let query = ListQuery::from_input(input)?;
+        let lists_own_tokens = || {
+            query.filters.iter().any(|f| {
+                f.equal_texts(TokenField::OwnerUrn) == Some(std::slice::from_ref(&caller.to_string()))
+            })
+        };
+        let allowed =
+            self.can_manage(caller).await? || (lists_own_tokens() && self.can_generate(caller).await?);
+        if !allowed {
+            return Err(Error::Unauthorized);
+        }
+        let page = self.store.list(&query).await?;
+        Ok(ListAccessTokenResult {
+            start: query.start,
+            count: page.tokens.len(),
+            total: page.total,
+            tokens: page.tokens.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    async fn revoke_access_token(&self, caller: &Urn, token_id: &str) -> Result<bool> {
+        check_token_id(token_id)?;
+        if !self.can_manage(caller).await? {
+            let token = self.store.get(token_id).await?.ok_or(Error::NotFound)?;
+            if token.info.owner_urn != *caller {
+                return Err(Error::Unauthorized);
+            }
+        }
+        if self.store.delete(token_id).await? {
+            Ok(true)
+        } else {
+            Err(Error::NotFound)
+        }
+    }
+
+    async fn get_access_token_metadata(&self, caller: &Urn, token: &str) -> Result<AccessTokenMetadata> {
+        if !self.can_manage(caller).await? {
+            return Err(Error::Unauthorized);
+        }
+        let claims = self.codec.verify(token)?;
+        if !claims.is_stateful() {
+            return Err(Error::invalid_input(
+                "session tokens are not stored and have no metadata",
+            ));
+        }
+        let stored = self
+            .store
+            .get(&self.codec.token_id(token))
+            .await?
+            .ok_or(Error::NotFound)?;
+        Ok(stored.into())
+    }
+
+    async fn validate_access_token(&self, token: &str) -> Result<ValidatedAccessToken> {
+        let claims = self.codec.verify(token)?;
+        let actor = claims.actor_urn()?;
+        let expired = claims.is_expired_at(self.clock.now_ms());
+        if !claims.is_stateful() {
+            if expired {
+                return Err(Error::Expired);
+            }
+            return Ok(ValidatedAccessToken {
+                actor,
+                claims,
+                token_id: None,
+            });
+        }
+        let token_id = self.codec.token_id(token);
+        if expired {
+            // Genuine (the signature checked out) and dead: clean it up now.
+            self.store.delete(&token_id).await?;
+            return Err(Error::Expired);
+        }
+        if !self.store.contains(&token_id).await? {
+            return Err(Error::Revoked);
+        }
+        Ok(ValidatedAccessToken {
+            actor,
+            claims,
+            token_id: Some(token_id),
+        })
+    }
+
+    async fn create_session_token(&self, actor: &Urn) -> Result<AccessToken> {
+        let actor = parse_user_urn("actor", actor.as_str())?;
+        let expires_at = self.clock.now_ms().saturating_add(self.session_duration_ms);
+        let claims = self.claims(
+            VERSION_STATELESS,
+            AccessTokenType::Session,
+            &actor,
+            Some(expires_at),
+        );
+        Ok(AccessToken::new(self.codec.sign(&claims), None))
+    }
+
+    async fn purge_expired(&self) -> Result<Vec<String>> {
+        self.store.delete_expired(self.clock.now_ms()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_id_format() {
+        assert!(check_token_id("HnMJylxuowJ1FKN74BbGogLvXCS4w+fsd3MZdI35+8A=").is_ok());
+        for bad in [
+            "",
+            "abc",
+            "HnMJylxuowJ1FKN74BbGogLvXCS4w+fsd3MZdI35+8A",
+            "HnMJylxuowJ1FKN74BbGogLvXCS4w-fsd3MZdI35+8A=",
+        ] {
+            assert!(
+                check_token_id(bad)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("is not a token id"),
+                "{bad}"
+            );
+        }
+    }
+}

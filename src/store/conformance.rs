@@ -1,0 +1,569 @@
+//! The conformance suite every [`TokenStore`] must pass (feature `test-util`).
+//!
+//! Each check is a plain async function taking an **empty** store and
+//! panicking with a message naming the broken clause of the trait's contract.
+//! [`run_all`] runs every check, each on a fresh store from your factory:
+//!
+//! ```
+//! use datahub_access_tokens::{store::conformance, MemoryTokenStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! conformance::run_all(|| async { MemoryTokenStore::new() }).await;
+//! # }
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use ring::digest;
+
+use super::{listing_order, Condition, Filter, ListQuery, TokenField, TokenStore};
+use crate::error::Error;
+use crate::model::{DataHubAccessTokenInfo, StoredAccessToken};
+use crate::urn::Urn;
+
+/// Runs every check of the suite, each on a fresh, empty store.
+pub async fn run_all<F, Fut, S>(mut new_store: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+    S: TokenStore,
+{
+    insert_get_delete(&new_store().await).await;
+    duplicate_ids_are_refused(&new_store().await).await;
+    records_round_trip(&new_store().await).await;
+    each_filter_matches_its_definition(&new_store().await).await;
+    filters_and_values_combine(&new_store().await).await;
+    order_breaks_ties_by_id(&new_store().await).await;
+    pages_never_skip_or_repeat(&new_store().await).await;
+    delete_expired_removes_exactly_the_expired(&new_store().await).await;
+    concurrent_inserts(Arc::new(new_store().await)).await;
+}
+
+/// A realistic token id (44 characters of base64, may hold `+ / =`) for `n`.
+pub fn token_id(n: u64) -> String {
+    STANDARD.encode(digest::digest(&digest::SHA256, &n.to_le_bytes()))
+}
+
+fn user(name: &str) -> Urn {
+    Urn::corp_user(name).expect("valid test urn")
+}
+
+/// A token record for tests: id from `n`, owned by and acting as `owner`.
+pub fn sample_token(n: u64, owner: &str, created_at: i64, expires_at: Option<i64>) -> StoredAccessToken {
+    StoredAccessToken {
+        id: token_id(n),
+        info: DataHubAccessTokenInfo {
+            name: format!("token {n}"),
+            actor_urn: user(owner),
+            owner_urn: user(owner),
+            created_at,
+            expires_at,
+            description: None,
+        },
+    }
+}
+
+async fn insert_all(store: &dyn TokenStore, tokens: &[StoredAccessToken]) {
+    for token in tokens {
+        store
+            .insert(token.clone())
+            .await
+            .expect("insert of a new id succeeds");
+    }
+}
+
+/// What `query` must return, computed naively from the filter definitions.
+fn expected(tokens: &[StoredAccessToken], query: &ListQuery) -> (usize, Vec<String>) {
+    let mut matching: Vec<_> = tokens.iter().filter(|t| query.matches(&t.info)).collect();
+    matching.sort_by(|a, b| listing_order(a, b));
+    let page = matching
+        .iter()
+        .skip(query.start)
+        .take(query.count)
+        .map(|t| t.id.clone())
+        .collect();
+    (matching.len(), page)
+}
+
+async fn assert_lists(store: &dyn TokenStore, tokens: &[StoredAccessToken], query: &ListQuery) {
+    let page = store.list(query).await.expect("list succeeds");
+    let ids: Vec<String> = page.tokens.iter().map(|t| t.id.clone()).collect();
+    assert_eq!((page.total, ids), expected(tokens, query), "listing {query:?}");
+    for token in &page.tokens {
+        let original = tokens
+            .iter()
+            .find(|t| t.id == token.id)
+            .expect("listed token was inserted");
+        assert_eq!(token, original, "listing returns records as inserted");
+    }
+}
+
+/// Insert, look up, delete; absence is `None`/`false`, not an error.
+pub async fn insert_get_delete(store: &dyn TokenStore) {
+    let token = sample_token(1, "alice", 1_000, Some(5_000));
+    assert_eq!(
+        store.get(&token.id).await.unwrap(),
+        None,
+        "get of an unknown id is Ok(None)"
+    );
+    assert!(
+        !store.contains(&token.id).await.unwrap(),
+        "contains of an unknown id is false"
+    );
+    assert!(
+        !store.delete(&token.id).await.unwrap(),
+        "delete of an unknown id is Ok(false)"
+    );
+    store.insert(token.clone()).await.unwrap();
+    assert_eq!(store.get(&token.id).await.unwrap(), Some(token.clone()));
+    assert!(store.contains(&token.id).await.unwrap());
+    assert!(
+        store.delete(&token.id).await.unwrap(),
+        "delete of a present id is Ok(true)"
+    );
+    assert_eq!(
+        store.get(&token.id).await.unwrap(),
+        None,
+        "a deleted token is gone"
+    );
+    assert!(!store.contains(&token.id).await.unwrap());
+    assert!(
+        !store.delete(&token.id).await.unwrap(),
+        "a second delete finds nothing"
+    );
+    assert_eq!(store.list(&ListQuery::all(10)).await.unwrap().total, 0);
+}
+
+/// A second insert of an id fails with `AlreadyExists` and changes nothing.
+pub async fn duplicate_ids_are_refused(store: &dyn TokenStore) {
+    let first = sample_token(7, "alice", 1_000, None);
+    let mut second = sample_token(7, "bob", 2_000, Some(9_000));
+    second.info.name = "impostor".into();
+    store.insert(first.clone()).await.unwrap();
+    match store.insert(second).await {
+        Err(Error::AlreadyExists { id }) => assert_eq!(id, first.id),
+        other => panic!("duplicate insert must fail with AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(
+        store.get(&first.id).await.unwrap(),
+        Some(first.clone()),
+        "the original is unchanged"
+    );
+    assert_eq!(store.list(&ListQuery::all(10)).await.unwrap().total, 1);
+}
+
+/// Every field comes back exactly as stored, including absent ones,
+/// unicode, long text and extreme times.
+pub async fn records_round_trip(store: &dyn TokenStore) {
+    let mut tokens = vec![
+        sample_token(1, "alice", 0, None),
+        sample_token(2, "bob", i64::MAX - 1, Some(i64::MAX)),
+        sample_token(3, "carol", -5, Some(-1)),
+    ];
+    tokens[0].info.description = Some(String::new());
+    tokens[1].info.name = "ünïcödé 🚀 \"quoted\" 'single' \\ back%slash_".into();
+    tokens[1].info.description = Some("d".repeat(4096));
+    tokens[2].info.actor_urn = user("service-account@example.com");
+    insert_all(store, &tokens).await;
+    for token in &tokens {
+        assert_eq!(
+            store.get(&token.id).await.unwrap().as_ref(),
+            Some(token),
+            "round trip of {}",
+            token.id
+        );
+    }
+    assert_lists(store, &tokens, &ListQuery::all(10)).await;
+}
+
+fn filter(field: TokenField, condition: Condition, values: &[&str], negated: bool) -> Filter {
+    let values = values.iter().map(|v| v.to_string()).collect();
+    Filter::new(field, condition, values, negated).expect("valid test filter")
+}
+
+fn fixture() -> Vec<StoredAccessToken> {
+    let owners = ["alice", "bob", "carol"];
+    (0..18u64)
+        .map(|n| {
+            let owner = owners[(n % 3) as usize];
+            let expires = if n % 4 == 0 {
+                None
+            } else {
+                Some(10_000 + (n as i64 % 5) * 1_000)
+            };
+            let mut token = sample_token(n, owner, 1_000 + (n as i64 % 6) * 100, expires);
+            if n % 2 == 0 {
+                token.info.actor_urn = user("robot");
+            }
+            token.info.name = ["ci deploy", "laptop", "CI nightly", "deploy-bot"][(n % 4) as usize].into();
+            if n % 3 != 1 {
+                token.info.description = Some(format!("used by pipeline {}", n % 5));
+            }
+            token
+        })
+        .collect()
+}
+
+/// Each operator, on each field it applies to, plain and negated, returns
+/// exactly the tokens `Filter::matches` selects.
+pub async fn each_filter_matches_its_definition(store: &dyn TokenStore) {
+    use Condition::*;
+    use TokenField::*;
+    let tokens = fixture();
+    insert_all(store, &tokens).await;
+    let text_cases: [(TokenField, &[&str]); 4] = [
+        (Name, &["ci deploy", "deploy", "CI", "bot", "ci"]),
+        (
+            ActorUrn,
+            &[
+                "urn:li:corpuser:robot",
+                "urn:li:corpuser:alice",
+                "robot",
+                "urn:li:",
+            ],
+        ),
+        (
+            OwnerUrn,
+            &[
+                "urn:li:corpuser:bob",
+                "urn:li:corpuser:nobody",
+                "carol",
+                "urn:li:corpuser:a",
+            ],
+        ),
+        (Description, &["used by pipeline 3", "pipeline", "used", "3"]),
+    ];
+    for (field, values) in text_cases {
+        for condition in [Equal, In, Contain, StartWith, EndWith] {
+            for value in values {
+                for negated in [false, true] {
+                    let query = ListQuery {
+                        filters: vec![filter(field, condition, &[value], negated)],
+                        start: 0,
+                        count: 100,
+                    };
+                    assert_lists(store, &tokens, &query).await;
+                }
+            }
+        }
+    }
+    for field in [CreatedAt, ExpiresAt] {
+        for condition in [
+            Equal,
+            In,
+            GreaterThan,
+            GreaterThanOrEqualTo,
+            LessThan,
+            LessThanOrEqualTo,
+        ] {
+            for value in ["1200", "12000", "0", "99999"] {
+                for negated in [false, true] {
+                    let query = ListQuery {
+                        filters: vec![filter(field, condition, &[value], negated)],
+                        start: 0,
+                        count: 100,
+                    };
+                    assert_lists(store, &tokens, &query).await;
+                }
+            }
+        }
+    }
+    for field in TokenField::ALL {
+        for negated in [false, true] {
+            let query = ListQuery {
+                filters: vec![filter(field, Exists, &[], negated)],
+                start: 0,
+                count: 100,
+            };
+            assert_lists(store, &tokens, &query).await;
+        }
+    }
+    // Spot checks that do not lean on `Filter::matches`.
+    let count = |page: super::ListPage| page.total;
+    let never = ListQuery {
+        filters: vec![filter(ExpiresAt, Exists, &[], true)],
+        start: 0,
+        count: 100,
+    };
+    assert_eq!(
+        count(store.list(&never).await.unwrap()),
+        5,
+        "NOT EXISTS expiresAt = the never-expiring tokens"
+    );
+    let cleanup = ListQuery {
+        filters: vec![filter(ExpiresAt, LessThan, &["11000"], false)],
+        start: 0,
+        count: 100,
+    };
+    assert_eq!(
+        count(store.list(&cleanup).await.unwrap()),
+        3,
+        "expiresAt LESS_THAN skips never-expiring tokens"
+    );
+    let bob = ListQuery {
+        filters: vec![filter(OwnerUrn, Equal, &["urn:li:corpuser:bob"], false)],
+        start: 0,
+        count: 100,
+    };
+    assert_eq!(count(store.list(&bob).await.unwrap()), 6);
+    let ci = ListQuery {
+        filters: vec![filter(Name, StartWith, &["ci"], false)],
+        start: 0,
+        count: 100,
+    };
+    assert_eq!(
+        count(store.list(&ci).await.unwrap()),
+        5,
+        "text matching is case-sensitive"
+    );
+}
+
+/// Filters are AND-ed, the values of one filter OR-ed.
+pub async fn filters_and_values_combine(store: &dyn TokenStore) {
+    use Condition::*;
+    use TokenField::*;
+    let tokens = fixture();
+    insert_all(store, &tokens).await;
+    let owners = filter(
+        OwnerUrn,
+        Equal,
+        &["urn:li:corpuser:alice", "urn:li:corpuser:carol"],
+        false,
+    );
+    let robot = filter(ActorUrn, Equal, &["urn:li:corpuser:robot"], false);
+    let late = filter(ExpiresAt, GreaterThanOrEqualTo, &["12000"], false);
+    let not_laptop = filter(Name, Equal, &["laptop"], true);
+    let queries = [
+        vec![owners.clone()],
+        vec![owners.clone(), robot.clone()],
+        vec![robot.clone(), owners.clone(), late.clone()],
+        vec![owners.clone(), not_laptop.clone(), late.clone(), robot.clone()],
+        vec![
+            filter(
+                OwnerUrn,
+                In,
+                &["urn:li:corpuser:bob", "urn:li:corpuser:bob"],
+                false,
+            ),
+            not_laptop,
+        ],
+        vec![robot, filter(OwnerUrn, Equal, &["urn:li:corpuser:nobody"], false)],
+    ];
+    for filters in queries {
+        for (start, count) in [(0, 100), (1, 2), (3, 100)] {
+            assert_lists(
+                store,
+                &tokens,
+                &ListQuery {
+                    filters: filters.clone(),
+                    start,
+                    count,
+                },
+            )
+            .await;
+        }
+    }
+    let both = ListQuery {
+        filters: vec![owners, late],
+        start: 0,
+        count: 100,
+    };
+    let page = store.list(&both).await.unwrap();
+    assert!(page
+        .tokens
+        .iter()
+        .all(|t| t.info.owner_urn != user("bob") && t.info.expires_at >= Some(12_000)));
+}
+
+/// expiresAt descending (never-expiring last), then createdAt descending,
+/// then id ascending.
+pub async fn order_breaks_ties_by_id(store: &dyn TokenStore) {
+    let mut tokens: Vec<_> = (0..12u64)
+        .map(|n| {
+            sample_token(
+                n,
+                "alice",
+                1_000 + (n as i64 % 2),
+                if n % 3 == 0 { None } else { Some(5_000) },
+            )
+        })
+        .collect();
+    tokens.push(sample_token(100, "alice", 1, Some(6_000)));
+    insert_all(store, &tokens).await;
+    let page = store.list(&ListQuery::all(100)).await.unwrap();
+    let listed: Vec<_> = page
+        .tokens
+        .iter()
+        .map(|t| (t.info.expires_at, t.info.created_at, t.id.clone()))
+        .collect();
+    let mut sorted = tokens.clone();
+    sorted.sort_by(listing_order);
+    let want: Vec<_> = sorted
+        .iter()
+        .map(|t| (t.info.expires_at, t.info.created_at, t.id.clone()))
+        .collect();
+    assert_eq!(listed, want, "listing order");
+    assert_eq!(listed[0].2, token_id(100), "the latest expiry comes first");
+    assert_eq!(listed.last().unwrap().0, None, "never-expiring tokens come last");
+}
+
+/// Paging with every page size visits each match once, in order, with a
+/// constant total; pages past the end are empty.
+pub async fn pages_never_skip_or_repeat(store: &dyn TokenStore) {
+    let tokens: Vec<_> = (0..25u64)
+        .map(|n| {
+            sample_token(
+                n,
+                if n % 5 == 0 { "bob" } else { "alice" },
+                1_000 + (n as i64 % 3),
+                Some(9_000 + (n as i64 % 2)),
+            )
+        })
+        .collect();
+    insert_all(store, &tokens).await;
+    let alice = filter(
+        TokenField::OwnerUrn,
+        Condition::Equal,
+        &["urn:li:corpuser:alice"],
+        false,
+    );
+    for filters in [vec![], vec![alice]] {
+        let all = store
+            .list(&ListQuery {
+                filters: filters.clone(),
+                start: 0,
+                count: 100,
+            })
+            .await
+            .unwrap();
+        for size in [1, 3, 7, 20] {
+            let mut seen = Vec::new();
+            let mut start = 0;
+            loop {
+                let page = store
+                    .list(&ListQuery {
+                        filters: filters.clone(),
+                        start,
+                        count: size,
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(page.total, all.total, "total does not depend on the page");
+                assert!(page.tokens.len() <= size, "a page holds at most count tokens");
+                if page.tokens.is_empty() {
+                    break;
+                }
+                start += page.tokens.len();
+                seen.extend(page.tokens);
+            }
+            assert_eq!(
+                seen, all.tokens,
+                "pages of {size} concatenate to the whole listing"
+            );
+        }
+        let past = store
+            .list(&ListQuery {
+                filters: filters.clone(),
+                start: 1_000,
+                count: 5,
+            })
+            .await
+            .unwrap();
+        assert!(past.tokens.is_empty());
+        assert_eq!(past.total, all.total);
+        let zero = store
+            .list(&ListQuery {
+                filters,
+                start: 0,
+                count: 0,
+            })
+            .await
+            .unwrap();
+        assert!(zero.tokens.is_empty(), "count 0 returns no tokens");
+        assert_eq!(zero.total, all.total, "count 0 still counts");
+    }
+}
+
+/// `delete_expired(now)` deletes exactly `expiresAt < now`, returning the ids.
+pub async fn delete_expired_removes_exactly_the_expired(store: &dyn TokenStore) {
+    let now = 50_000;
+    let tokens = [
+        sample_token(1, "alice", 1, Some(now - 10_000)),
+        sample_token(2, "bob", 1, Some(now - 1)),
+        sample_token(3, "alice", 1, Some(now)),
+        sample_token(4, "alice", 1, Some(now + 1)),
+        sample_token(5, "carol", 1, None),
+    ];
+    insert_all(store, &tokens).await;
+    let mut deleted = store.delete_expired(now).await.unwrap();
+    deleted.sort();
+    let mut want = vec![token_id(1), token_id(2)];
+    want.sort();
+    assert_eq!(deleted, want, "exactly the tokens with expiresAt < now");
+    for n in 3..=5 {
+        assert!(store.contains(&token_id(n)).await.unwrap(), "token {n} is kept");
+    }
+    assert!(!store.contains(&token_id(1)).await.unwrap());
+    assert_eq!(store.list(&ListQuery::all(10)).await.unwrap().total, 3);
+    assert!(
+        store.delete_expired(now).await.unwrap().is_empty(),
+        "a second purge finds nothing"
+    );
+}
+
+/// Many tasks inserting at once: every distinct id lands once, and of racing
+/// inserts of one id exactly one wins.
+pub async fn concurrent_inserts<S: TokenStore + ?Sized>(store: Arc<S>) {
+    const TASKS: u64 = 16;
+    const PER_TASK: u64 = 25;
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..TASKS {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut won_race = 0;
+            for i in 0..PER_TASK {
+                let n = task * PER_TASK + i;
+                store
+                    .insert(sample_token(n, &format!("user{}", task % 4), n as i64, None))
+                    .await
+                    .expect("distinct id");
+                // Every task also races for the same few ids.
+                match store.insert(sample_token(1_000_000 + i, "racer", 0, None)).await {
+                    Ok(()) => won_race += 1,
+                    Err(Error::AlreadyExists { .. }) => {}
+                    Err(e) => panic!("racing insert failed with {e}"),
+                }
+            }
+            won_race
+        });
+    }
+    let mut races_won = 0;
+    while let Some(result) = tasks.join_next().await {
+        races_won += result.expect("task did not panic");
+    }
+    assert_eq!(races_won, PER_TASK, "each raced id is inserted exactly once");
+    let page = store.list(&ListQuery::all(10_000)).await.unwrap();
+    assert_eq!(page.total as u64, TASKS * PER_TASK + PER_TASK);
+    let mut ids: Vec<_> = page.tokens.iter().map(|t| t.id.clone()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), page.tokens.len(), "no duplicates");
+    let user0 = filter(
+        TokenField::OwnerUrn,
+        Condition::Equal,
+        &["urn:li:corpuser:user0"],
+        false,
+    );
+    let page = store
+        .list(&ListQuery {
+            filters: vec![user0],
+            start: 0,
+            count: 1_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.total as u64, TASKS / 4 * PER_TASK);
+}

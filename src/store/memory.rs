@@ -1,0 +1,223 @@
+//! [`MemoryTokenStore`]: tokens in process memory, indexed for listing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use async_trait::async_trait;
+
+use super::{ListPage, ListQuery, ListingKey, TokenField, TokenStore};
+use crate::error::{Error, Result};
+use crate::model::StoredAccessToken;
+use crate::urn::Urn;
+
+/// Records in listing order, shared between the indexes.
+type Ordered = BTreeMap<ListingKey, Arc<StoredAccessToken>>;
+
+/// A [`TokenStore`] in process memory: fast, and gone when the process ends.
+///
+/// Clones share the same tokens. Besides the id map it keeps every record in
+/// listing order, overall and per owner and per actor, so a page of one
+/// owner's tokens costs time in proportion to that owner's tokens, not to the
+/// whole store. Locks are never held across an `.await`.
+#[derive(Clone, Default)]
+pub struct MemoryTokenStore {
+    index: Arc<RwLock<Index>>,
+}
+
+#[derive(Default)]
+struct Index {
+    by_id: HashMap<String, Arc<StoredAccessToken>>,
+    all: Ordered,
+    by_owner: HashMap<Urn, Ordered>,
+    by_actor: HashMap<Urn, Ordered>,
+}
+
+impl MemoryTokenStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of stored tokens.
+    pub fn len(&self) -> usize {
+        self.read().by_id.len()
+    }
+
+    /// Whether the store holds no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    // A panic elsewhere cannot leave the index half-updated (every update
+    // below is infallible once started), so a poisoned lock is still sound.
+    fn read(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for MemoryTokenStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryTokenStore")
+            .field("tokens", &self.len())
+            .finish()
+    }
+}
+
+impl Index {
+    fn insert(&mut self, token: StoredAccessToken) -> Result<()> {
+        if self.by_id.contains_key(&token.id) {
+            return Err(Error::AlreadyExists { id: token.id });
+        }
+        let key = ListingKey::of(&token);
+        let token = Arc::new(token);
+        let owner = token.info.owner_urn.clone();
+        let actor = token.info.actor_urn.clone();
+        self.by_owner
+            .entry(owner)
+            .or_default()
+            .insert(key.clone(), token.clone());
+        self.by_actor
+            .entry(actor)
+            .or_default()
+            .insert(key.clone(), token.clone());
+        self.all.insert(key, token.clone());
+        self.by_id.insert(token.id.clone(), token);
+        Ok(())
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Arc<StoredAccessToken>> {
+        let token = self.by_id.remove(id)?;
+        let key = ListingKey::of(&token);
+        self.all.remove(&key);
+        for (index, urn) in [
+            (&mut self.by_owner, &token.info.owner_urn),
+            (&mut self.by_actor, &token.info.actor_urn),
+        ] {
+            if let Some(ordered) = index.get_mut(urn) {
+                ordered.remove(&key);
+                if ordered.is_empty() {
+                    index.remove(urn);
+                }
+            }
+        }
+        Some(token)
+    }
+
+    /// The smallest set of candidates, in listing order, that contains every
+    /// match: one owner's or actor's tokens when a filter pins those down.
+    /// Also says which filter the candidates already satisfy.
+    fn candidates<'a>(&'a self, query: &ListQuery) -> (Vec<&'a Ordered>, Option<usize>) {
+        let mut best: (Vec<&Ordered>, Option<usize>) = (vec![&self.all], None);
+        let mut best_size = self.all.len();
+        for (position, filter) in query.filters.iter().enumerate() {
+            for (field, index) in [
+                (TokenField::OwnerUrn, &self.by_owner),
+                (TokenField::ActorUrn, &self.by_actor),
+            ] {
+                let Some(values) = filter.equal_texts(field) else {
+                    continue;
+                };
+                let mut sets: Vec<&Ordered> = Vec::new();
+                for value in values {
+                    if let Some(set) = Urn::parse(value.as_str()).ok().and_then(|urn| index.get(&urn)) {
+                        if !sets.iter().any(|s| std::ptr::eq(*s, set)) {
+                            sets.push(set);
+                        }
+                    }
+                }
+                let size = sets.iter().map(|s| s.len()).sum();
+                if size < best_size || (size == best_size && best.1.is_none()) {
+                    best_size = size;
+                    best = (sets, Some(position));
+                }
+            }
+        }
+        best
+    }
+
+    fn list(&self, query: &ListQuery) -> ListPage {
+        let (sets, satisfied) = self.candidates(query);
+        let residual: Vec<_> = query
+            .filters
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != satisfied)
+            .map(|(_, f)| f)
+            .collect();
+        let page = |matching: &mut dyn Iterator<Item = &Arc<StoredAccessToken>>| -> Vec<StoredAccessToken> {
+            matching
+                .skip(query.start)
+                .take(query.count)
+                .map(|t| (**t).clone())
+                .collect()
+        };
+        let keep = |t: &&Arc<StoredAccessToken>| residual.iter().all(|f| f.matches(&t.info));
+        match sets.as_slice() {
+            // Fast path: the index answers the whole query, so the total is
+            // its size and the page costs O(start + count).
+            [set] if residual.is_empty() => ListPage {
+                total: set.len(),
+                tokens: page(&mut set.values()),
+            },
+            [set] => ListPage {
+                total: set.values().filter(keep).count(),
+                tokens: page(&mut set.values().filter(keep)),
+            },
+            sets => {
+                let mut merged: Vec<(&ListingKey, &Arc<StoredAccessToken>)> = sets
+                    .iter()
+                    .flat_map(|s| s.iter())
+                    .filter(|(_, t)| keep(t))
+                    .collect();
+                merged.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                ListPage {
+                    total: merged.len(),
+                    tokens: page(&mut merged.iter().map(|(_, t)| *t)),
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl TokenStore for MemoryTokenStore {
+    async fn insert(&self, token: StoredAccessToken) -> Result<()> {
+        self.write().insert(token)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<StoredAccessToken>> {
+        Ok(self.read().by_id.get(id).map(|t| (**t).clone()))
+    }
+
+    async fn contains(&self, id: &str) -> Result<bool> {
+        Ok(self.read().by_id.contains_key(id))
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool> {
+        Ok(self.write().remove(id).is_some())
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<ListPage> {
+        Ok(self.read().list(query))
+    }
+
+    async fn delete_expired(&self, now_ms: i64) -> Result<Vec<String>> {
+        let mut index = self.write();
+        // Expired tokens sit together in listing order: after every token
+        // expiring at or after `now_ms`, before the never-expiring ones.
+        let expired: Vec<String> = index
+            .all
+            .range(ListingKey::first_expiring_before(now_ms)..ListingKey::first_never_expiring())
+            .map(|(key, _)| key.id().to_owned())
+            .collect();
+        for id in &expired {
+            index.remove(id);
+        }
+        Ok(expired)
+    }
+}

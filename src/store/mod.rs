@@ -1,0 +1,102 @@
+//! Where token records live: the [`TokenStore`] trait and its backends.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::model::StoredAccessToken;
+
+mod memory;
+mod query;
+
+#[cfg(feature = "test-util")]
+pub mod conformance;
+
+pub use memory::MemoryTokenStore;
+pub use query::{
+    listing_order, Condition, Filter, FilterValues, ListPage, ListQuery, ListingKey, TokenField,
+    DEFAULT_COUNT, MAX_COUNT, MAX_FILTERS, MAX_FILTER_VALUES,
+};
+
+/// Persistence for token records ([`StoredAccessToken`]: id plus
+/// `DataHubAccessTokenInfo`). The plaintext token never reaches a store.
+///
+/// # Contract
+///
+/// Every implementation guarantees, and the conformance suite
+/// (`store::conformance`, feature `test-util`) checks:
+///
+/// * **Atomic operations.** Each call takes effect entirely or not at all,
+///   and once it returns `Ok` every later call (on any handle to the same
+///   store) observes it. Concurrent calls behave as if run in some order.
+/// * **Unique ids.** [`insert`](Self::insert) of an id already present fails
+///   with [`Error::AlreadyExists`](crate::Error::AlreadyExists) and changes
+///   nothing.
+/// * **Absence is normal on lookup.** [`get`](Self::get) and
+///   [`contains`](Self::contains) return `Ok(None)` / `Ok(false)` for an
+///   unknown id; [`delete`](Self::delete) returns `Ok(false)`. Deciding whether
+///   absence is an error is the caller's business.
+/// * **Listing.** [`list`](Self::list) returns the tokens matching every
+///   filter of the query, in [`ListingKey`] order, skipping `start` and
+///   returning at most `count`, with `total` the number matching in all.
+///   Filter semantics are [`Filter::matches`]'s. Paging through a store that
+///   does not change meanwhile visits every matching token exactly once.
+/// * **Expiry.** [`delete_expired`](Self::delete_expired)`(now)` deletes
+///   exactly the tokens whose `expiresAt < now` and returns their ids.
+/// * **Faithful round trip.** A record comes back exactly as inserted.
+/// * Failures of the backend are [`Error::Storage`](crate::Error::Storage),
+///   never a panic, and leave no partial change behind.
+#[async_trait]
+pub trait TokenStore: Debug + Send + Sync + 'static {
+    /// Stores a new record; fails with `AlreadyExists` if the id is taken.
+    async fn insert(&self, token: StoredAccessToken) -> Result<()>;
+
+    /// The record with this id, if any.
+    async fn get(&self, id: &str) -> Result<Option<StoredAccessToken>>;
+
+    /// Whether a record with this id exists. This is on the validation hot
+    /// path; the default calls [`get`](Self::get), backends may do better.
+    async fn contains(&self, id: &str) -> Result<bool> {
+        Ok(self.get(id).await?.is_some())
+    }
+
+    /// Deletes the record with this id; `Ok(false)` if there was none.
+    async fn delete(&self, id: &str) -> Result<bool>;
+
+    /// One page of the records matching `query` (see the contract).
+    async fn list(&self, query: &ListQuery) -> Result<ListPage>;
+
+    /// Deletes every record with `expiresAt < now_ms`; returns their ids.
+    async fn delete_expired(&self, now_ms: i64) -> Result<Vec<String>>;
+}
+
+macro_rules! forward_token_store {
+    ($wrapper:ident) => {
+        #[async_trait]
+        impl<T: TokenStore + ?Sized> TokenStore for $wrapper<T> {
+            async fn insert(&self, token: StoredAccessToken) -> Result<()> {
+                (**self).insert(token).await
+            }
+            async fn get(&self, id: &str) -> Result<Option<StoredAccessToken>> {
+                (**self).get(id).await
+            }
+            async fn contains(&self, id: &str) -> Result<bool> {
+                (**self).contains(id).await
+            }
+            async fn delete(&self, id: &str) -> Result<bool> {
+                (**self).delete(id).await
+            }
+            async fn list(&self, query: &ListQuery) -> Result<ListPage> {
+                (**self).list(query).await
+            }
+            async fn delete_expired(&self, now_ms: i64) -> Result<Vec<String>> {
+                (**self).delete_expired(now_ms).await
+            }
+        }
+    };
+}
+
+forward_token_store!(Arc);
+forward_token_store!(Box);

@@ -1,0 +1,162 @@
+//! DataHub urns (`urn:li:<entity type>:<id>`), validated once at the edge.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+const PREFIX: &str = "urn:li:";
+const MAX_LEN: usize = 1024;
+
+/// The entity type of user urns, the only actors tokens are issued for.
+pub(crate) const CORP_USER: &str = "corpuser";
+
+/// A syntactically valid DataHub urn such as `urn:li:corpuser:datahub`.
+///
+/// Parsing checks the `urn:li:` prefix, a non-empty alphanumeric entity type,
+/// a non-empty id, no control characters and at most 1024 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Urn {
+    text: String,
+    // Byte offset of the `:` between entity type and id.
+    type_end: usize,
+}
+
+impl Urn {
+    /// Parses and validates `text`.
+    pub fn parse(text: impl Into<String>) -> Result<Self> {
+        let text = text.into();
+        let invalid = |why: &str| Error::invalid_input(format!("invalid urn {text:?}: {why}"));
+        if text.len() > MAX_LEN {
+            return Err(Error::invalid_input(format!(
+                "invalid urn: longer than {MAX_LEN} bytes"
+            )));
+        }
+        let Some(rest) = text.strip_prefix(PREFIX) else {
+            return Err(invalid("must start with \"urn:li:\""));
+        };
+        let Some(colon) = rest.find(':') else {
+            return Err(invalid("expected urn:li:<entity type>:<id>"));
+        };
+        let (entity_type, id) = (&rest[..colon], &rest[colon + 1..]);
+        if entity_type.is_empty() || !entity_type.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(invalid("the entity type must be non-empty and alphanumeric"));
+        }
+        if id.is_empty() {
+            return Err(invalid("the id is empty"));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(invalid("contains control characters"));
+        }
+        let type_end = PREFIX.len() + colon;
+        Ok(Urn { text, type_end })
+    }
+
+    /// The urn of the DataHub user with this id: `urn:li:corpuser:<id>`.
+    pub fn corp_user(id: &str) -> Result<Self> {
+        Self::parse(format!("{PREFIX}{CORP_USER}:{id}"))
+    }
+
+    /// The entity type, e.g. `corpuser`.
+    pub fn entity_type(&self) -> &str {
+        &self.text[PREFIX.len()..self.type_end]
+    }
+
+    /// The id after the entity type, e.g. `datahub` for `urn:li:corpuser:datahub`.
+    pub fn id(&self) -> &str {
+        &self.text[self.type_end + 1..]
+    }
+
+    /// Whether this is a user (`corpuser`) urn.
+    pub fn is_corp_user(&self) -> bool {
+        self.entity_type() == CORP_USER
+    }
+
+    /// The whole urn.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for Urn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for Urn {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<String> for Urn {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
+impl From<Urn> for String {
+    fn from(urn: Urn) -> String {
+        urn.text
+    }
+}
+
+impl AsRef<str> for Urn {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_parts() {
+        let urn = Urn::parse("urn:li:corpuser:jdoe@example.com").unwrap();
+        assert_eq!(urn.entity_type(), "corpuser");
+        assert_eq!(urn.id(), "jdoe@example.com");
+        assert!(urn.is_corp_user());
+        assert_eq!(
+            Urn::corp_user("datahub").unwrap().as_str(),
+            "urn:li:corpuser:datahub"
+        );
+        // Ids may themselves contain colons (e.g. nested urns).
+        assert_eq!(
+            Urn::parse("urn:li:dataset:(urn:li:x:y,z)").unwrap().id(),
+            "(urn:li:x:y,z)"
+        );
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for bad in [
+            "",
+            "datahub",
+            "urn:li:",
+            "urn:li:corpuser",
+            "urn:li:corpuser:",
+            "urn:li::datahub",
+            "urn:li:corp user:x",
+            "urn:xx:corpuser:x",
+            "urn:li:corpuser:a\nb",
+        ] {
+            let err = Urn::parse(bad).unwrap_err();
+            assert!(err.to_string().contains("invalid urn"), "{bad:?}: {err}");
+        }
+        assert!(Urn::parse(format!("urn:li:corpuser:{}", "x".repeat(2000))).is_err());
+    }
+
+    #[test]
+    fn serde_validates() {
+        let urn: Urn = serde_json::from_str("\"urn:li:corpuser:a\"").unwrap();
+        assert_eq!(serde_json::to_string(&urn).unwrap(), "\"urn:li:corpuser:a\"");
+        assert!(serde_json::from_str::<Urn>("\"nope\"").is_err());
+    }
+}
