@@ -44,16 +44,26 @@
 //!
 //! * `test-util`: the store conformance suite ([`store::conformance`]) for
 //!   testing your own [`TokenStore`].
+//! * `graphql`: DataHub's GraphQL token API as an async-graphql schema
+//!   ([`graphql`]).
+//! * `axum`: a Bearer authenticator for axum services and the router of
+//!   `POST /api/graphql` ([`axum`](mod@crate::axum)).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 mod clock;
 mod codec;
 mod config;
 mod duration;
 mod error;
+#[cfg(feature = "graphql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "graphql")))]
+pub mod graphql;
 mod model;
 mod policy;
 mod service;

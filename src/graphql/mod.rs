@@ -1,0 +1,82 @@
+//! DataHub's GraphQL token API (`auth.graphql`) as an
+//! [async-graphql](https://docs.rs/async-graphql) schema (feature `graphql`).
+//!
+//! ```graphql
+//! type Mutation {
+//!   createAccessToken(input: CreateAccessTokenInput!): AccessToken
+//!   revokeAccessToken(tokenId: String!): Boolean!
+//! }
+//! type Query {
+//!   listAccessTokens(input: ListAccessTokenInput!): ListAccessTokenResult!
+//!   getAccessTokenMetadata(token: String!): AccessTokenMetadata!
+//! }
+//! ```
+//!
+//! Build the schema over any [`TokenService`] with [`schema`], and give each
+//! request the authenticated user as a [`Caller`]. Errors carry DataHub's
+//! `extensions`: `{code: 403, type: "UNAUTHORIZED"}` for a denied operation,
+//! `{code: 400, type: "BAD_REQUEST"}` for bad input (and for syntax or
+//! validation errors in the query document), and `{code: 500, type:
+//! "SERVER_ERROR"}` with the message [`SERVER_ERROR_MESSAGE`] when the store
+//! fails (the details go to the `tracing` log). A query document that calls a
+//! mutation field without the `mutation` keyword is rejected with a message
+//! saying so.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use datahub_access_tokens::graphql::{schema, Caller};
+//! use datahub_access_tokens::{DataHubTokenService, MemoryTokenStore, Policies, TokenServiceConfig, Urn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let service = DataHubTokenService::new(
+//!     TokenServiceConfig::generate()?,
+//!     MemoryTokenStore::new(),
+//!     Policies::datahub_defaults(),
+//! );
+//! let schema = schema(Arc::new(service));
+//! let request = async_graphql::Request::new(
+//!     r#"mutation { createAccessToken(input: {type: PERSONAL, actorUrn: "urn:li:corpuser:datahub",
+//!          duration: ONE_HOUR, name: "ci"}) { accessToken metadata { id } } }"#,
+//! )
+//! .data(Caller(Urn::corp_user("datahub")?));
+//! let response = schema.execute(request).await;
+//! assert!(response.errors.is_empty());
+//! # Ok(())
+//! # }
+//! ```
+
+use std::sync::Arc;
+
+use async_graphql::{EmptySubscription, Schema};
+
+use crate::service::TokenService;
+use crate::urn::Urn;
+
+mod errors;
+mod extension;
+mod resolvers;
+mod types;
+
+pub use errors::SERVER_ERROR_MESSAGE;
+pub use resolvers::{MutationRoot, QueryRoot};
+
+/// The token API schema.
+pub type AccessTokenSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// Deepest selection nesting accepted (GraphiQL's introspection query needs 13).
+pub const MAX_QUERY_DEPTH: usize = 32;
+
+/// The authenticated user a request runs as; put it in the request's data
+/// (`async_graphql::Request::data`). The HTTP router does this for you.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub Urn);
+
+/// The schema of DataHub's token API, resolving over `service`.
+pub fn schema(service: Arc<dyn TokenService>) -> AccessTokenSchema {
+    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+        .data(service)
+        .extension(extension::RequestErrorsFactory)
+        .limit_depth(MAX_QUERY_DEPTH)
+        .finish()
+}
