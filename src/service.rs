@@ -202,12 +202,20 @@ fn parse_user_urn(what: &str, text: &str) -> Result<Urn> {
 }
 
 /// Token ids are `b64(sha256(..))`: 44 characters of standard base64.
+///
+/// The message never repeats the input: a caller who passes the plaintext
+/// token by mistake must not find it in an error that may be logged.
 fn check_token_id(token_id: &str) -> Result<()> {
     let mut digest = [0u8; 32];
     match STANDARD.decode_slice(token_id, &mut digest) {
         Ok(32) if token_id.len() == 44 => Ok(()),
+        _ if token_id.contains('.') => Err(Error::invalid_input(
+            "tokenId is not a token id (44 characters of base64): it looks like an access token \
+             itself; pass the token's id instead",
+        )),
         _ => Err(Error::invalid_input(format!(
-            "tokenId {token_id:?} is not a token id (44 characters of base64)"
+            "tokenId is not a token id (44 characters of base64); got {} characters",
+            token_id.chars().count()
         ))),
     }
 }

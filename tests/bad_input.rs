@@ -408,3 +408,28 @@ fn graphql_json_inputs_are_checked() {
         .to_string();
     assert!(err.contains("filter"), "{err}");
 }
+
+#[tokio::test]
+async fn revoking_by_the_token_itself_does_not_echo_it() {
+    // A plausible mistake: passing the plaintext token where its id belongs.
+    // The error may end up in logs, so it must not repeat the token.
+    let f = populated().await;
+    let created = f.create_own(ALICE, "mistaken").await;
+    let token = created.expose_access_token();
+    let before = f.snapshot().await;
+    let err = f
+        .service
+        .revoke_access_token(&user(ALICE), token)
+        .await
+        .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    assert!(shown.contains("is not a token id"), "{shown}");
+    assert!(shown.contains("looks like an access token"), "{shown}");
+    assert!(!shown.contains(token), "the error repeats the token: {shown}");
+    assert!(
+        !shown.contains(token.rsplit('.').next().unwrap()),
+        "the error repeats the signature: {shown}"
+    );
+    assert_eq!(f.snapshot().await, before);
+}
