@@ -433,3 +433,95 @@ async fn revoking_by_the_token_itself_does_not_echo_it() {
     );
     assert_eq!(f.snapshot().await, before);
 }
+
+mod random_inputs {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            6 => "[a-zA-Z0-9][a-zA-Z0-9 ]{0,19}",
+            1 => Just(String::new()),
+            1 => Just(" ".to_owned()),
+            1 => "\\PC{1,20}",
+            1 => "[a-z ]{250,260}",
+            1 => Just("é".repeat(MAX_NAME_CHARS)),
+            1 => Just("é".repeat(MAX_NAME_CHARS + 1)),
+        ]
+    }
+
+    fn urn() -> impl Strategy<Value = String> {
+        prop_oneof![
+            6 => proptest::sample::select(vec![ALICE, BOB, MANAGER]).prop_map(str::to_owned),
+            1 => Just("urn:li:corpuser:".to_owned()),
+            1 => Just("urn:li:corpGroup:x".to_owned()),
+            1 => "urn:li:[a-zA-Z]{0,9}:\\PC{0,12}",
+            1 => "\\PC{0,20}",
+        ]
+    }
+
+    fn input() -> impl Strategy<Value = CreateAccessTokenInput> {
+        let duration = proptest::sample::select(AccessTokenDuration::ALL.to_vec());
+        let iso = prop_oneof![
+            Just("P30D".to_owned()),
+            Just("PT1H".to_owned()),
+            Just("P2D".to_owned()),
+            "[PTYMWDHS0-9]{0,8}",
+        ];
+        // Mostly exactly one of the two, as required.
+        let lifetime = prop_oneof![
+            4 => duration.clone().prop_map(|d| (Some(d), None)),
+            4 => iso.clone().prop_map(|i| (None, Some(i))),
+            1 => (duration, iso).prop_map(|(d, i)| (Some(d), Some(i))),
+            1 => Just((None, None)),
+        ];
+        let description =
+            proptest::option::of(prop_oneof![text(), Just("d".repeat(MAX_DESCRIPTION_CHARS + 1))]);
+        (urn(), text(), lifetime, description).prop_map(
+            |(actor_urn, name, (duration, duration_iso), description)| CreateAccessTokenInput {
+                token_type: AccessTokenType::Personal,
+                actor_urn,
+                duration,
+                duration_iso,
+                name,
+                description,
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Any create request either stores exactly one record or fails with
+        /// InvalidInput / Unauthorized and stores nothing; never a panic.
+        #[test]
+        fn create_is_all_or_nothing(input in input(), caller in 0usize..3) {
+            let caller = [ALICE, MANAGER, NOBODY][caller];
+            tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+                let f = Fixture::new();
+                let result = f.service.create_access_token(&user(caller), input.clone()).await;
+                match result {
+                    Ok(created) => {
+                        let metadata = created.metadata.unwrap();
+                        prop_assert_eq!(f.store.len(), 1);
+                        prop_assert_eq!(&metadata.name, &input.name);
+                        prop_assert_eq!(metadata.actor_urn.as_str(), input.actor_urn.as_str());
+                        prop_assert!(!input.name.trim().is_empty());
+                        prop_assert!(input.name.chars().count() <= MAX_NAME_CHARS);
+                        prop_assert!(input.duration.is_some() != input.duration_iso.is_some());
+                    }
+                    Err(Error::InvalidInput(message)) => {
+                        prop_assert!(!message.is_empty());
+                        prop_assert!(f.store.is_empty());
+                    }
+                    Err(Error::Unauthorized) => {
+                        prop_assert!(caller != MANAGER);
+                        prop_assert!(f.store.is_empty());
+                    }
+                    Err(other) => prop_assert!(false, "unexpected error {:?}", other),
+                }
+                Ok(())
+            })?;
+        }
+    }
+}
