@@ -11,6 +11,7 @@ mod common;
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use common::*;
 use datahub_access_tokens::{
@@ -32,21 +33,15 @@ struct PyJwt {
 impl PyJwt {
     /// Finds python3 with PyJWT; `None` only when skipping is allowed.
     fn find() -> Option<Self> {
-        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-        let probe = Command::new(&python)
-            .args(["-c", "import jwt, sys; sys.stdout.write(jwt.__version__)"])
-            .output();
-        let problem = match probe {
-            Ok(out) if out.status.success() => {
-                let version = String::from_utf8_lossy(&out.stdout).into_owned();
-                assert!(version.starts_with("2."), "PyJWT 2.x expected, found {version}");
-                return Some(PyJwt { python });
+        // Probe once per test binary: starting Python is the slow part.
+        static PROBE: OnceLock<Result<String, String>> = OnceLock::new();
+        let problem = match PROBE.get_or_init(probe) {
+            Ok(python) => {
+                return Some(PyJwt {
+                    python: python.clone(),
+                })
             }
-            Ok(out) => format!(
-                "`{python} -c 'import jwt'` failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-            Err(e) => format!("cannot run {python}: {e}"),
+            Err(problem) => problem,
         };
         let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
         if !in_ci && std::env::var("SKIP_PYTHON_INTEROP").as_deref() == Ok("1") {
@@ -96,6 +91,26 @@ impl PyJwt {
     fn one(&self, request: Value) -> Result<Value, String> {
         self.run(&[request]).pop().unwrap()
     }
+}
+
+/// The python to use (`$PYTHON`, default `python3`) if it has PyJWT 2.x.
+fn probe() -> Result<String, String> {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&python)
+        .args(["-c", "import jwt, sys; sys.stdout.write(jwt.__version__)"])
+        .output()
+        .map_err(|e| format!("cannot run {python}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{python} -c 'import jwt'` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let version = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !version.starts_with("2.") {
+        return Err(format!("PyJWT 2.x is needed, {python} has {version}"));
+    }
+    Ok(python)
 }
 
 fn now_ms() -> i64 {
