@@ -3,9 +3,10 @@
 //! built the way DataHub's Java code builds them validate here, and token
 //! ids match Python's `hashlib`.
 //!
-//! Needs `python3` with PyJWT (`.ci/run` installs it). Without it the tests
-//! fail and say how to install it, unless `SKIP_PYTHON_INTEROP=1` is set
-//! outside CI.
+//! Needs `python3` with PyJWT 2.x: when the system has none, the tests
+//! install it privately under `target/pyjwt` with pip. If that fails too,
+//! they fail and say how to install it, unless `SKIP_PYTHON_INTEROP=1` is
+//! set outside CI.
 
 mod common;
 
@@ -26,21 +27,20 @@ const INSTALL: &str = "python3 -m pip install 'PyJWT>=2,<3'";
 const DATAHUB_HEADER_B64: &str = "eyJhbGciOiJIUzI1NiJ9";
 
 /// A python3 that can `import jwt`.
+#[derive(Clone)]
 struct PyJwt {
     python: String,
+    /// Where a private PyJWT install lives, if the system has none.
+    pythonpath: Option<String>,
 }
 
 impl PyJwt {
     /// Finds python3 with PyJWT; `None` only when skipping is allowed.
     fn find() -> Option<Self> {
         // Probe once per test binary: starting Python is the slow part.
-        static PROBE: OnceLock<Result<String, String>> = OnceLock::new();
+        static PROBE: OnceLock<Result<PyJwt, String>> = OnceLock::new();
         let problem = match PROBE.get_or_init(probe) {
-            Ok(python) => {
-                return Some(PyJwt {
-                    python: python.clone(),
-                })
-            }
+            Ok(py) => return Some(py.clone()),
             Err(problem) => problem,
         };
         let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
@@ -57,7 +57,11 @@ impl PyJwt {
 
     /// Sends requests to the Python side; one answer each.
     fn run(&self, requests: &[Value]) -> Vec<Result<Value, String>> {
-        let mut child = Command::new(&self.python)
+        let mut command = Command::new(&self.python);
+        if let Some(path) = &self.pythonpath {
+            command.env("PYTHONPATH", path);
+        }
+        let mut child = command
             .arg(SCRIPT)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -94,10 +98,44 @@ impl PyJwt {
 }
 
 /// The python to use (`$PYTHON`, default `python3`) if it has PyJWT 2.x.
-fn probe() -> Result<String, String> {
+fn probe() -> Result<PyJwt, String> {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    if let Ok(py) = check(&python, None) {
+        return Ok(py);
+    }
+    // Not installed: install it privately under target/ so that
+    // `cargo test` alone works on a fresh machine.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/target/pyjwt");
     let out = Command::new(&python)
-        .args(["-c", "import jwt, sys; sys.stdout.write(jwt.__version__)"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+            dir,
+        ])
+        .arg("PyJWT>=2,<3")
+        .output()
+        .map_err(|e| format!("cannot run {python}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "installing PyJWT into {dir} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    check(&python, Some(dir))
+}
+
+/// Whether `python` (with `pythonpath`) imports PyJWT 2.x.
+fn check(python: &str, pythonpath: Option<&str>) -> Result<PyJwt, String> {
+    let mut command = Command::new(python);
+    command.args(["-c", "import jwt, sys; sys.stdout.write(jwt.__version__)"]);
+    if let Some(path) = pythonpath {
+        command.env("PYTHONPATH", path);
+    }
+    let out = command
         .output()
         .map_err(|e| format!("cannot run {python}: {e}"))?;
     if !out.status.success() {
@@ -110,7 +148,10 @@ fn probe() -> Result<String, String> {
     if !version.starts_with("2.") {
         return Err(format!("PyJWT 2.x is needed, {python} has {version}"));
     }
-    Ok(python)
+    Ok(PyJwt {
+        python: python.to_owned(),
+        pythonpath: pythonpath.map(str::to_owned),
+    })
 }
 
 fn now_ms() -> i64 {
