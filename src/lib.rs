@@ -53,6 +53,7 @@
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod audit;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
@@ -70,6 +71,7 @@ mod service;
 pub mod store;
 mod urn;
 
+pub use audit::{AuditEvent, AuditEventKind, AuditSink, RecordingAuditSink, TracingAuditSink};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{AccessTokenClaims, TokenCodec, MAX_TOKEN_BYTES, VERSION_STATEFUL, VERSION_STATELESS};
 pub use config::{
