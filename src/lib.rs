@@ -70,6 +70,7 @@ mod policy;
 mod service;
 pub mod store;
 mod urn;
+mod verified;
 
 pub use audit::{AuditEvent, AuditEventKind, AuditSink, RecordingAuditSink, TracingAuditSink};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -10,7 +10,9 @@ use base64::Engine as _;
 
 use crate::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
 use crate::clock::{Clock, SystemClock};
-use crate::codec::{AccessTokenClaims, TokenCodec, ACTOR_TYPE_USER, VERSION_STATEFUL, VERSION_STATELESS};
+use crate::codec::{
+    AccessTokenClaims, TokenCodec, ACTOR_TYPE_USER, MAX_TOKEN_BYTES, VERSION_STATEFUL, VERSION_STATELESS,
+};
 use crate::config::TokenServiceConfig;
 use crate::duration::DurationPolicy;
 use crate::error::{Error, Result};
@@ -21,6 +23,7 @@ use crate::model::{
 use crate::policy::{PolicyEngine, Privilege};
 use crate::store::{ListQuery, TokenField, TokenStore};
 use crate::urn::Urn;
+use crate::verified::VerifiedTokens;
 
 /// Longest token name, in characters.
 pub const MAX_NAME_CHARS: usize = 256;
@@ -97,6 +100,7 @@ pub struct DataHubTokenService {
     policies: Arc<dyn PolicyEngine>,
     clock: Arc<dyn Clock>,
     audit: Arc<dyn AuditSink>,
+    verified: Arc<VerifiedTokens>,
 }
 
 impl DataHubTokenService {
@@ -111,6 +115,7 @@ impl DataHubTokenService {
             policies: Arc::new(policies),
             clock: Arc::new(SystemClock),
             audit: Arc::new(TracingAuditSink),
+            verified: Arc::default(),
         }
     }
 
@@ -351,9 +356,26 @@ impl TokenService for DataHubTokenService {
     }
 
     async fn validate_access_token(&self, token: &str) -> Result<ValidatedAccessToken> {
-        let (claims, actor) = match self.codec.verify(token).and_then(|c| Ok((c.actor_urn()?, c))) {
-            Ok((actor, claims)) => (claims, actor),
-            Err(error) => return Err(self.reject(error, None)),
+        // The id is needed for the revocation check anyway; it also finds a
+        // token verified before (see `verified.rs`). Oversized tokens go
+        // straight to `verify`, which refuses them without hashing.
+        let known_id = (token.len() <= MAX_TOKEN_BYTES).then(|| self.codec.token_id(token));
+        let remembered = known_id.as_deref().and_then(|id| self.verified.get(id));
+        let (claims, actor) = match remembered {
+            Some(verified) => verified,
+            None => match self
+                .codec
+                .verify(token)
+                .and_then(|c| Ok((c.clone(), c.actor_urn()?)))
+            {
+                Ok((claims, actor)) => {
+                    if let Some(id) = &known_id {
+                        self.verified.insert(id.clone(), claims.clone(), actor.clone());
+                    }
+                    (claims, actor)
+                }
+                Err(error) => return Err(self.reject(error, None)),
+            },
         };
         let expired = claims.is_expired_at(self.clock.now_ms());
         if !claims.is_stateful() {
@@ -366,8 +388,9 @@ impl TokenService for DataHubTokenService {
                 token_id: None,
             });
         }
-        let token_id = self.codec.token_id(token);
+        let token_id = known_id.unwrap_or_else(|| self.codec.token_id(token));
         if expired {
+            self.verified.remove(&token_id);
             // Genuine (the signature checked out) and dead: clean it up now.
             match self.store.delete(&token_id).await {
                 Ok(true) => self.audit(AuditEventKind::Purged, None, Some(&token_id)),
@@ -378,7 +401,10 @@ impl TokenService for DataHubTokenService {
         }
         match self.store.contains(&token_id).await {
             Ok(true) => {}
-            Ok(false) => return Err(self.reject(Error::Revoked, Some(&token_id))),
+            Ok(false) => {
+                self.verified.remove(&token_id);
+                return Err(self.reject(Error::Revoked, Some(&token_id)));
+            }
             Err(error) => return Err(self.reject(error, Some(&token_id))),
         }
         Ok(ValidatedAccessToken {
