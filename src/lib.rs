@@ -44,6 +44,9 @@
 //!
 //! * `test-util`: the store conformance suite ([`store::conformance`]) for
 //!   testing your own [`TokenStore`].
+//! * `postgres`: [`PostgresTokenStore`](store::PostgresTokenStore), tokens in
+//!   PostgreSQL shared by many replicas, revocations pushed to every replica
+//!   by `LISTEN/NOTIFY` ([`store::postgres`]).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
