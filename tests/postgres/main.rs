@@ -36,6 +36,9 @@ const TESTS: &[Test] = &[
     ("listings_run_on_indexes", |url| {
         Box::pin(store::listings_run_on_indexes(url))
     }),
+    ("nul_characters_are_handled", |url| {
+        Box::pin(store::nul_characters_are_handled(url))
+    }),
     ("validation_is_served_from_cache", |url| {
         Box::pin(store::validation_is_served_from_cache(url))
     }),

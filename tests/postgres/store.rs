@@ -285,3 +285,47 @@ pub async fn removals_by_hand_reach_every_replica(url: String) {
     drop(replica);
     drop_schema(&admin, &schema).await;
 }
+
+/// PostgreSQL text cannot hold NUL: storing one is a clear bad request,
+/// and looking one up simply finds nothing.
+pub async fn nul_characters_are_handled(url: String) {
+    let admin = admin(&url).await;
+    let schema = fresh_schema("nul");
+    let store = store(&url, options(&schema)).await;
+    let mut token = sample_token(1, "alice", 1, None);
+    token.info.description = Some("a\0b".into());
+    let err = store.insert(token).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput(m) if m.contains("description contains a NUL character")),
+        "{err:?}"
+    );
+    assert_eq!(store.get("a\0b").await.unwrap(), None);
+    assert!(!store.contains("a\0b").await.unwrap());
+    assert!(!store.delete("a\0b").await.unwrap());
+    store.insert(sample_token(2, "alice", 1, None)).await.unwrap();
+    let query = |condition, value: &str| ListQuery {
+        filters: vec![Filter::new(TokenField::Name, condition, vec![value.into()], false).unwrap()],
+        start: 0,
+        count: 10,
+    };
+    assert_eq!(
+        store.list(&query(Condition::Contain, "\0")).await.unwrap().total,
+        0
+    );
+    assert_eq!(
+        store
+            .list(&query(Condition::Equal, "token 2\0"))
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    let negated = ListQuery {
+        filters: vec![Filter::new(TokenField::Name, Condition::Contain, vec!["\0".into()], true).unwrap()],
+        start: 0,
+        count: 10,
+    };
+    assert_eq!(store.list(&negated).await.unwrap().total, 1);
+    drop(store);
+    drop_schema(&admin, &schema).await;
+}

@@ -74,6 +74,8 @@ pub(super) async fn run(shared: Arc<Shared>, mut listener: PgListener) {
             "PostgreSQL token store lost its revocation listener: validating every token against \
              the database until it reconnects"
         );
+        // Dropping it sends UNLISTEN on the old connection from a task of its
+        // own; on a silently dead network that task waits until TCP gives up.
         drop(listener);
         listener = reconnect(&shared).await;
         shared.reconnects.fetch_add(1, Ordering::Relaxed);

@@ -83,7 +83,7 @@ impl PostgresStoreOptions {
         self
     }
 
-    /// Most token ids the validation cache holds (default 100,000; 0
+    /// Most token ids the validation cache holds (default 100,000; 0 or 1
     /// disables the cache, so every validation asks the database).
     pub fn with_cache_capacity(mut self, ids: usize) -> Self {
         self.cache_capacity = ids;
@@ -114,6 +114,24 @@ impl PostgresStoreOptions {
     pub fn with_max_connections(mut self, max: u32) -> Self {
         self.max_connections = max;
         self
+    }
+}
+
+impl PostgresStoreOptions {
+    /// Refuses unusable settings before anything connects.
+    fn check(&self) -> Result<Names> {
+        if self.max_staleness < Duration::from_millis(4) {
+            return Err(Error::Config(format!(
+                "max staleness {:?} is too short: at least 4 ms",
+                self.max_staleness
+            )));
+        }
+        if self.operation_timeout.is_zero() || self.max_connections == 0 {
+            return Err(Error::Config(
+                "the operation timeout and the pool size of a PostgreSQL store must not be zero".into(),
+            ));
+        }
+        Names::new(&self.schema, &self.table)
     }
 }
 
@@ -237,6 +255,7 @@ impl PostgresTokenStore {
                 "invalid PostgreSQL URL: it must start with postgres:// or postgresql://".into(),
             ));
         }
+        options.check()?;
         let connect_options = PgConnectOptions::from_str(url)
             .map_err(|e| Error::Config(format!("invalid PostgreSQL URL: {e}")))?;
         let pool = PgPoolOptions::new()
@@ -255,13 +274,7 @@ impl PostgresTokenStore {
     /// [`SCHEMA_VERSION`] and starts listening for revocations before it
     /// returns.
     pub async fn from_pool_with(pool: PgPool, options: PostgresStoreOptions) -> Result<Self> {
-        let names = Names::new(&options.schema, &options.table)?;
-        if options.max_staleness < Duration::from_millis(4) {
-            return Err(Error::Config(format!(
-                "max staleness {:?} is too short: at least 4 ms",
-                options.max_staleness
-            )));
-        }
+        let names = options.check()?;
         let timeout = options.operation_timeout;
         let context = format!("PostgreSQL: creating or upgrading the table {}", names.qualified);
         match tokio::time::timeout(timeout, schema::migrate(&pool, &names)).await {
