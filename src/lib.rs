@@ -52,6 +52,7 @@
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod audit;
 mod clock;
 mod codec;
 mod config;
@@ -63,6 +64,7 @@ mod service;
 pub mod store;
 mod urn;
 
+pub use audit::{AuditEvent, AuditEventKind, AuditSink, RecordingAuditSink, TracingAuditSink};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{AccessTokenClaims, TokenCodec, MAX_TOKEN_BYTES, VERSION_STATEFUL, VERSION_STATELESS};
 pub use config::{

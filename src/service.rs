@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
+use crate::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{AccessTokenClaims, TokenCodec, ACTOR_TYPE_USER, VERSION_STATEFUL, VERSION_STATELESS};
 use crate::config::TokenServiceConfig;
@@ -95,6 +96,7 @@ pub struct DataHubTokenService {
     store: Arc<dyn TokenStore>,
     policies: Arc<dyn PolicyEngine>,
     clock: Arc<dyn Clock>,
+    audit: Arc<dyn AuditSink>,
 }
 
 impl DataHubTokenService {
@@ -108,7 +110,14 @@ impl DataHubTokenService {
             store: Arc::new(store),
             policies: Arc::new(policies),
             clock: Arc::new(SystemClock),
+            audit: Arc::new(TracingAuditSink),
         }
+    }
+
+    /// Sends audit events to `sink` instead of `tracing` ([`TracingAuditSink`]).
+    pub fn with_audit_sink(mut self, sink: impl AuditSink) -> Self {
+        self.audit = Arc::new(sink);
+        self
     }
 
     /// Uses `clock` for all times (tests use a [`ManualClock`](crate::ManualClock)).
@@ -125,6 +134,28 @@ impl DataHubTokenService {
     /// The store holding this service's token records.
     pub fn store(&self) -> &Arc<dyn TokenStore> {
         &self.store
+    }
+
+    fn audit(&self, kind: AuditEventKind, caller: Option<&Urn>, token_id: Option<&str>) {
+        self.audit.record(AuditEvent {
+            kind,
+            caller: caller.cloned(),
+            token_id: token_id.map(str::to_owned),
+            at_ms: self.clock.now_ms(),
+        });
+    }
+
+    /// Records the denial of `operation` and returns the error to give.
+    fn deny(&self, operation: &'static str, caller: &Urn, token_id: Option<&str>) -> Error {
+        self.audit(AuditEventKind::Denied { operation }, Some(caller), token_id);
+        Error::Unauthorized
+    }
+
+    /// Records a failed validation and returns its error.
+    fn reject(&self, error: Error, token_id: Option<&str>) -> Error {
+        let reason = error.to_string();
+        self.audit(AuditEventKind::ValidationFailed { reason }, None, token_id);
+        error
     }
 
     async fn can_manage(&self, caller: &Urn) -> Result<bool> {
@@ -202,12 +233,20 @@ fn parse_user_urn(what: &str, text: &str) -> Result<Urn> {
 }
 
 /// Token ids are `b64(sha256(..))`: 44 characters of standard base64.
+///
+/// The message never repeats the input: a caller who passes the plaintext
+/// token by mistake must not find it in an error that may be logged.
 fn check_token_id(token_id: &str) -> Result<()> {
     let mut digest = [0u8; 32];
     match STANDARD.decode_slice(token_id, &mut digest) {
         Ok(32) if token_id.len() == 44 => Ok(()),
+        _ if token_id.contains('.') => Err(Error::invalid_input(
+            "tokenId is not a token id (44 characters of base64): it looks like an access token \
+             itself; pass the token's id instead",
+        )),
         _ => Err(Error::invalid_input(format!(
-            "tokenId {token_id:?} is not a token id (44 characters of base64)"
+            "tokenId is not a token id (44 characters of base64); got {} characters",
+            token_id.chars().count()
         ))),
     }
 }
@@ -222,7 +261,7 @@ impl TokenService for DataHubTokenService {
         let allowed =
             self.can_manage(caller).await? || (actor == *caller && self.can_generate(caller).await?);
         if !allowed {
-            return Err(Error::Unauthorized);
+            return Err(self.deny("createAccessToken", caller, None));
         }
         let created_at = self.clock.now_ms();
         let expires_at = match lifetime_ms {
@@ -248,6 +287,7 @@ impl TokenService for DataHubTokenService {
             },
         };
         self.store.insert(stored.clone()).await?;
+        self.audit(AuditEventKind::Created, Some(caller), Some(&stored.id));
         Ok(AccessToken::new(token, Some(stored.into())))
     }
 
@@ -265,7 +305,7 @@ impl TokenService for DataHubTokenService {
         let allowed =
             self.can_manage(caller).await? || (lists_own_tokens() && self.can_generate(caller).await?);
         if !allowed {
-            return Err(Error::Unauthorized);
+            return Err(self.deny("listAccessTokens", caller, None));
         }
         let page = self.store.list(&query).await?;
         Ok(ListAccessTokenResult {
@@ -281,10 +321,11 @@ impl TokenService for DataHubTokenService {
         if !self.can_manage(caller).await? {
             let token = self.store.get(token_id).await?.ok_or(Error::NotFound)?;
             if token.info.owner_urn != *caller {
-                return Err(Error::Unauthorized);
+                return Err(self.deny("revokeAccessToken", caller, Some(token_id)));
             }
         }
         if self.store.delete(token_id).await? {
+            self.audit(AuditEventKind::Revoked, Some(caller), Some(token_id));
             Ok(true)
         } else {
             Err(Error::NotFound)
@@ -293,7 +334,7 @@ impl TokenService for DataHubTokenService {
 
     async fn get_access_token_metadata(&self, caller: &Urn, token: &str) -> Result<AccessTokenMetadata> {
         if !self.can_manage(caller).await? {
-            return Err(Error::Unauthorized);
+            return Err(self.deny("getAccessTokenMetadata", caller, None));
         }
         let claims = self.codec.verify(token)?;
         if !claims.is_stateful() {
@@ -310,12 +351,14 @@ impl TokenService for DataHubTokenService {
     }
 
     async fn validate_access_token(&self, token: &str) -> Result<ValidatedAccessToken> {
-        let claims = self.codec.verify(token)?;
-        let actor = claims.actor_urn()?;
+        let (claims, actor) = match self.codec.verify(token).and_then(|c| Ok((c.actor_urn()?, c))) {
+            Ok((actor, claims)) => (claims, actor),
+            Err(error) => return Err(self.reject(error, None)),
+        };
         let expired = claims.is_expired_at(self.clock.now_ms());
         if !claims.is_stateful() {
             if expired {
-                return Err(Error::Expired);
+                return Err(self.reject(Error::Expired, None));
             }
             return Ok(ValidatedAccessToken {
                 actor,
@@ -326,11 +369,17 @@ impl TokenService for DataHubTokenService {
         let token_id = self.codec.token_id(token);
         if expired {
             // Genuine (the signature checked out) and dead: clean it up now.
-            self.store.delete(&token_id).await?;
-            return Err(Error::Expired);
+            match self.store.delete(&token_id).await {
+                Ok(true) => self.audit(AuditEventKind::Purged, None, Some(&token_id)),
+                Ok(false) => {}
+                Err(error) => return Err(self.reject(error, Some(&token_id))),
+            }
+            return Err(self.reject(Error::Expired, Some(&token_id)));
         }
-        if !self.store.contains(&token_id).await? {
-            return Err(Error::Revoked);
+        match self.store.contains(&token_id).await {
+            Ok(true) => {}
+            Ok(false) => return Err(self.reject(Error::Revoked, Some(&token_id))),
+            Err(error) => return Err(self.reject(error, Some(&token_id))),
         }
         Ok(ValidatedAccessToken {
             actor,
@@ -352,7 +401,11 @@ impl TokenService for DataHubTokenService {
     }
 
     async fn purge_expired(&self) -> Result<Vec<String>> {
-        self.store.delete_expired(self.clock.now_ms()).await
+        let purged = self.store.delete_expired(self.clock.now_ms()).await?;
+        for id in &purged {
+            self.audit(AuditEventKind::Purged, None, Some(id));
+        }
+        Ok(purged)
     }
 }
 

@@ -91,7 +91,7 @@ pub fn logs() -> Vec<String> {
     LOGS.lock().unwrap_or_else(PoisonError::into_inner).clone()
 }
 
-/// Installs a `tracing` subscriber that records this crate's events at
+/// Installs a `tracing` subscriber that records the PostgreSQL store's events at
 /// INFO and above (and prints them), so tests can check what was logged.
 pub fn capture_logs() {
     use tracing::field::{Field, Visit};
@@ -111,7 +111,10 @@ pub fn capture_logs() {
     }
     impl Subscriber for Capture {
         fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-            metadata.target().starts_with("datahub_access_tokens") && *metadata.level() <= Level::INFO
+            metadata
+                .target()
+                .starts_with("datahub_access_tokens::store::postgres")
+                && *metadata.level() <= Level::INFO
         }
         fn new_span(&self, _: &Attributes<'_>) -> Id {
             Id::from_u64(1)
