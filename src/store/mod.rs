@@ -14,6 +14,7 @@ mod query;
 #[cfg(feature = "test-util")]
 pub mod conformance;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 
 pub use memory::MemoryTokenStore;
