@@ -245,8 +245,9 @@ pub async fn validation_is_served_from_cache(url: String) {
     drop_schema(&admin, &schema).await;
 }
 
-/// Deleting, updating or truncating rows by hand also reaches every
-/// replica's cache: the trigger notifies whoever removes rows.
+/// Deleting, updating or truncating rows by hand, and a purge by another
+/// replica, reach every replica's cache: the trigger notifies whoever
+/// removes rows.
 pub async fn removals_by_hand_reach_every_replica(url: String) {
     let admin = admin(&url).await;
     let schema = fresh_schema("hand");
@@ -272,6 +273,17 @@ pub async fn removals_by_hand_reach_every_replica(url: String) {
         format!("TRUNCATE {table}"),
     ];
     let gone = [vec![0], vec![1], vec![2, 750, 1100], vec![1101, 1199]];
+    // A purge by another replica, through the store API.
+    let other = store(&url, options(&schema)).await;
+    let expired = sample_token(5000, "bob", 1, Some(5));
+    other.insert(expired.clone()).await.unwrap();
+    assert!(replica.contains(&expired.id).await.unwrap());
+    assert_eq!(other.delete_expired(6).await.unwrap(), vec![expired.id.clone()]);
+    eventually("a purge on another replica", Duration::from_secs(5), async || {
+        !replica.contains(&expired.id).await.unwrap()
+    })
+    .await;
+    drop(other);
     for (sql, ids) in removals.iter().zip(gone) {
         sqlx::raw_sql(sql).execute(&admin).await.unwrap();
         for n in ids {
