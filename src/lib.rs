@@ -48,6 +48,9 @@
 //!   ([`graphql`]).
 //! * `axum`: a Bearer authenticator for axum services and the router of
 //!   `POST /api/graphql` ([`axum`](mod@crate::axum)).
+//! * `postgres`: [`PostgresTokenStore`](store::PostgresTokenStore), tokens in
+//!   PostgreSQL shared by many replicas, revocations pushed to every replica
+//!   by `LISTEN/NOTIFY` ([`store::postgres`]).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]

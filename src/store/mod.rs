@@ -13,8 +13,13 @@ mod query;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 
 pub use memory::MemoryTokenStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresTokenStore;
 pub use query::{
     listing_order, Condition, Filter, FilterValues, ListPage, ListQuery, ListingKey, TokenField,
     DEFAULT_COUNT, MAX_COUNT, MAX_FILTERS, MAX_FILTER_VALUES,

@@ -1,0 +1,574 @@
+//! [`PostgresTokenStore`]: token records in PostgreSQL, shared by every
+//! replica of a service, with validation served from a cache that
+//! `LISTEN/NOTIFY` keeps in step with revocations on every replica.
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::Row;
+use tokio::task::JoinHandle;
+
+use super::{ListPage, ListQuery, TokenStore};
+use crate::error::{Error, Result};
+use crate::model::{DataHubAccessTokenInfo, StoredAccessToken};
+use crate::urn::Urn;
+
+mod cache;
+mod listener;
+mod schema;
+mod sql;
+
+use cache::ExistsCache;
+use listener::Shared;
+use schema::{MigrateError, Names};
+
+pub use schema::LATEST_VERSION as SCHEMA_VERSION;
+/// The `sqlx` connection pool type [`PostgresTokenStore::from_pool`] takes.
+pub use sqlx::postgres::PgPool;
+
+/// Default schema of the token table.
+pub const DEFAULT_SCHEMA: &str = "public";
+/// Default name of the token table.
+pub const DEFAULT_TABLE: &str = "datahub_access_tokens";
+
+/// Settings of a [`PostgresTokenStore`]; every one has a default.
+#[derive(Debug, Clone)]
+pub struct PostgresStoreOptions {
+    schema: String,
+    table: String,
+    cache_capacity: usize,
+    max_staleness: Duration,
+    operation_timeout: Duration,
+    max_connections: u32,
+}
+
+impl Default for PostgresStoreOptions {
+    fn default() -> Self {
+        PostgresStoreOptions {
+            schema: DEFAULT_SCHEMA.to_owned(),
+            table: DEFAULT_TABLE.to_owned(),
+            cache_capacity: 100_000,
+            max_staleness: Duration::from_secs(1),
+            operation_timeout: Duration::from_secs(5),
+            max_connections: 10,
+        }
+    }
+}
+
+impl PostgresStoreOptions {
+    /// The default settings.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The schema holding the table (default `public`; created if missing).
+    /// Lowercase ASCII letters, digits and `_`, at most 63 characters.
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// The table name (default `datahub_access_tokens`). Lowercase ASCII
+    /// letters, digits and `_`, at most 40 characters. The store also
+    /// creates `<table>_migrations`, indexes `<table>_*_idx`, and the
+    /// function and triggers `<table>_notify_*` in the same schema.
+    pub fn with_table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// Most token ids the validation cache holds (default 100,000; 0 or 1
+    /// disables the cache, so every validation asks the database).
+    pub fn with_cache_capacity(mut self, ids: usize) -> Self {
+        self.cache_capacity = ids;
+        self
+    }
+
+    /// The longest a revoked token can still be accepted from the cache
+    /// when revocation notices stop arriving (a dead or silent connection):
+    /// the listener proves itself every quarter of this, and an unproven
+    /// cache is bypassed. Default 1 s. Normally notices arrive in
+    /// milliseconds; this bounds the failure case.
+    pub fn with_max_staleness(mut self, max_staleness: Duration) -> Self {
+        self.max_staleness = max_staleness;
+        self
+    }
+
+    /// How long one store operation may take before it fails with a storage
+    /// error (default 5 s); also the pool's connection acquire timeout for
+    /// pools this store creates.
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Size of the pool [`PostgresTokenStore::connect_with`] creates
+    /// (default 10; pools passed in keep their own settings). The listener
+    /// always uses one connection of its own besides.
+    pub fn with_max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max;
+        self
+    }
+}
+
+impl PostgresStoreOptions {
+    /// Refuses unusable settings before anything connects.
+    fn check(&self) -> Result<Names> {
+        if self.max_staleness < Duration::from_millis(4) {
+            return Err(Error::Config(format!(
+                "max staleness {:?} is too short: at least 4 ms",
+                self.max_staleness
+            )));
+        }
+        if self.operation_timeout.is_zero() || self.max_connections == 0 {
+            return Err(Error::Config(
+                "the operation timeout and the pool size of a PostgreSQL store must not be zero".into(),
+            ));
+        }
+        Names::new(&self.schema, &self.table)
+    }
+}
+
+/// How the validation cache is doing (for metrics and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Ids currently cached.
+    pub entries: usize,
+    /// Existence checks answered from the cache.
+    pub hits: u64,
+    /// Existence checks that asked the database.
+    pub misses: u64,
+    /// Whether the revocation listener is connected.
+    pub listening: bool,
+    /// How many times the listener has reconnected.
+    pub reconnects: u64,
+    /// Whether the cache may answer now (listening and recently proven).
+    pub trusted: bool,
+}
+
+/// A [`TokenStore`] in PostgreSQL, for services running as several replicas.
+///
+/// * **One table for every replica.** Created on first use by versioned,
+///   idempotent migrations ([`SCHEMA_VERSION`]) run in one transaction under
+///   an advisory lock; the schema and table names are options
+///   ([`PostgresStoreOptions`]). Filters, order and pages run in SQL on
+///   indexes for listing order, owner, actor and creation time.
+/// * **Validation without a round trip.** [`contains`](TokenStore::contains)
+///   answers from a bounded cache of ids known to exist. Every removal
+///   (revoke, delete, purge, even a hand-written `DELETE`) fires a trigger
+///   that `NOTIFY`s the removed ids in the same transaction; each replica's
+///   listener drops them from its cache when the removal commits. A
+///   revocation here is seen here before the call returns, and on other
+///   replicas within milliseconds.
+/// * **Failure is bounded.** If the listener loses its connection the cache
+///   is cleared and bypassed (a `tracing` warning says so) until it has
+///   reconnected and cleared again; if notices silently stop, the cache is
+///   bypassed at most [`max staleness`](PostgresStoreOptions::with_max_staleness)
+///   after the last proof that they flow.
+/// * **Database outages** make calls fail with [`Error::Storage`] within the
+///   operation timeout; each call is one statement, so nothing is ever
+///   half-written, and the pool and listener recover by themselves.
+///
+/// Clones share the pool, the cache and the listener. Create it inside a
+/// Tokio runtime; dropping the last clone stops the listener.
+///
+/// ```no_run
+/// use datahub_access_tokens::store::postgres::{PostgresStoreOptions, PostgresTokenStore};
+///
+/// # async fn demo() -> datahub_access_tokens::Result<()> {
+/// let store = PostgresTokenStore::connect("postgres://tokens@db.internal/app").await?;
+/// // or share the service's pool, in a schema of your choice:
+/// # let pool = store.pool().clone();
+/// let store = PostgresTokenStore::from_pool_with(
+///     pool,
+///     PostgresStoreOptions::new().with_schema("auth"),
+/// )
+/// .await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PostgresTokenStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    names: Names,
+    statements: Statements,
+    shared: Arc<Shared>,
+    operation_timeout: Duration,
+    listener_task: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.listener_task.abort();
+    }
+}
+
+/// The fixed statements, with the table name filled in once.
+struct Statements {
+    insert: String,
+    get: String,
+    exists: String,
+    delete: String,
+    delete_expired: String,
+}
+
+impl Statements {
+    fn new(table: &str) -> Self {
+        let columns = sql::COLUMNS;
+        Statements {
+            insert: format!(
+                "INSERT INTO {table} ({columns}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (id) DO NOTHING"
+            ),
+            get: format!("SELECT {columns} FROM {table} WHERE id = $1"),
+            exists: format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1)"),
+            delete: format!("DELETE FROM {table} WHERE id = $1"),
+            delete_expired: format!("DELETE FROM {table} WHERE expires_at < $1 RETURNING id"),
+        }
+    }
+}
+
+impl PostgresTokenStore {
+    /// Connects to the database at `url` (`postgres://user:password@host/db`;
+    /// add `?application_name=...` to name this replica's connections) with
+    /// the default options, creating the table if needed.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, PostgresStoreOptions::default()).await
+    }
+
+    /// Like [`connect`](Self::connect), with options.
+    pub async fn connect_with(url: &str, options: PostgresStoreOptions) -> Result<Self> {
+        // Messages never repeat the URL, which may hold a password.
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(Error::Config(
+                "invalid PostgreSQL URL: it must start with postgres:// or postgresql://".into(),
+            ));
+        }
+        options.check()?;
+        let connect_options = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::Config(format!("invalid PostgreSQL URL: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.operation_timeout)
+            .connect_lazy_with(connect_options);
+        Self::from_pool_with(pool, options).await
+    }
+
+    /// Uses a pool the service already has, with the default options.
+    pub async fn from_pool(pool: PgPool) -> Result<Self> {
+        Self::from_pool_with(pool, PostgresStoreOptions::default()).await
+    }
+
+    /// Uses a pool the service already has. Brings the table up to
+    /// [`SCHEMA_VERSION`] and starts listening for revocations before it
+    /// returns.
+    pub async fn from_pool_with(pool: PgPool, options: PostgresStoreOptions) -> Result<Self> {
+        let names = options.check()?;
+        let timeout = options.operation_timeout;
+        let context = format!("PostgreSQL: creating or upgrading the table {}", names.qualified);
+        match tokio::time::timeout(timeout, schema::migrate(&pool, &names)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(MigrateError::Database(e))) => return Err(Error::storage(context, e)),
+            Ok(Err(too_new)) => return Err(Error::storage(context, too_new)),
+            Err(_) => return Err(Error::storage(context, TimedOut(timeout))),
+        }
+        let shared = Arc::new(Shared {
+            cache: ExistsCache::new(options.cache_capacity),
+            channel: names.channel.clone(),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            connect_options: (*pool.connect_options()).clone(),
+            max_staleness: options.max_staleness,
+            connect_timeout: timeout,
+            listening: Default::default(),
+            reconnects: Default::default(),
+        });
+        let listener = listener::connect(&shared).await.map_err(|e| {
+            Error::storage(format!("PostgreSQL: listening on channel {:?}", names.channel), e)
+        })?;
+        listener::resynchronized(&shared);
+        let listener_task = tokio::spawn(listener::run(shared.clone(), listener));
+        Ok(PostgresTokenStore {
+            inner: Arc::new(Inner {
+                statements: Statements::new(&names.qualified),
+                pool,
+                names,
+                shared,
+                operation_timeout: timeout,
+                listener_task,
+            }),
+        })
+    }
+
+    /// The connection pool (shared with the caller if it came from one).
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The `"schema"."table"` holding the tokens.
+    pub fn qualified_table(&self) -> &str {
+        &self.inner.names.qualified
+    }
+
+    /// The `LISTEN/NOTIFY` channel carrying removals: `<schema>.<table>`, or
+    /// `datahub_tokens_<hash>` when that would exceed 63 bytes.
+    pub fn channel(&self) -> &str {
+        &self.inner.names.channel
+    }
+
+    /// The validation cache's counters and state.
+    pub fn cache_stats(&self) -> CacheStats {
+        let shared = &self.inner.shared;
+        CacheStats {
+            entries: shared.cache.len(),
+            hits: shared.cache.hits.load(Ordering::Relaxed),
+            misses: shared.cache.misses.load(Ordering::Relaxed),
+            listening: shared.listening.load(Ordering::Acquire),
+            reconnects: shared.reconnects.load(Ordering::Relaxed),
+            trusted: shared.cache.is_trusted(),
+        }
+    }
+
+    /// PostgreSQL's plan for a listing (`EXPLAIN`), to check which indexes
+    /// a query of yours uses.
+    pub async fn explain_list(&self, query: &ListQuery) -> Result<String> {
+        let context = "PostgreSQL: explaining a listing";
+        let mut builder = sql::list("EXPLAIN ", &self.inner.names.qualified, query);
+        let rows = self
+            .timed(context, builder.build().fetch_all(&self.inner.pool))
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|lines| lines.join("\n"))
+            .map_err(|e| Error::storage(context, e))
+    }
+
+    async fn timed<T>(
+        &self,
+        context: &str,
+        operation: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T> {
+        let timeout = self.inner.operation_timeout;
+        match tokio::time::timeout(timeout, operation).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(Error::storage(context, e)),
+            Err(_) => Err(Error::storage(context, TimedOut(timeout))),
+        }
+    }
+}
+
+impl fmt::Debug for PostgresTokenStore {
+    // Never the connect options: they may hold a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresTokenStore")
+            .field("table", &self.inner.names.qualified)
+            .field("channel", &self.inner.names.channel)
+            .field("cache", &self.cache_stats())
+            .finish()
+    }
+}
+
+/// An operation that did not finish within the operation timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("PostgreSQL did not answer within {0:?}")]
+struct TimedOut(Duration);
+
+/// A stored value this store cannot have written.
+#[derive(Debug, thiserror::Error)]
+#[error("the row for token {id} holds an invalid {column}: {reason}")]
+struct CorruptRow {
+    id: String,
+    column: &'static str,
+    reason: Error,
+}
+
+/// PostgreSQL text cannot hold NUL, so an id containing one is never stored.
+fn storable(id: &str) -> bool {
+    !id.contains('\0')
+}
+
+fn check_storable(token: &StoredAccessToken) -> Result<()> {
+    let info = &token.info;
+    let fields = [
+        ("id", Some(token.id.as_str())),
+        ("name", Some(info.name.as_str())),
+        ("actorUrn", Some(info.actor_urn.as_str())),
+        ("ownerUrn", Some(info.owner_urn.as_str())),
+        ("description", info.description.as_deref()),
+    ];
+    match fields
+        .iter()
+        .find(|(_, text)| text.is_some_and(|t| t.contains('\0')))
+    {
+        Some((field, _)) => Err(Error::invalid_input(format!(
+            "{field} contains a NUL character, which PostgreSQL cannot store"
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn decode(row: &PgRow) -> Result<StoredAccessToken, Box<dyn std::error::Error + Send + Sync>> {
+    let id: String = row.try_get("id")?;
+    let urn = |column: &'static str| -> Result<Urn, Box<dyn std::error::Error + Send + Sync>> {
+        let text: String = row.try_get(column)?;
+        Urn::parse(text).map_err(|reason| {
+            CorruptRow {
+                id: id.clone(),
+                column,
+                reason,
+            }
+            .into()
+        })
+    };
+    Ok(StoredAccessToken {
+        info: DataHubAccessTokenInfo {
+            name: row.try_get("name")?,
+            actor_urn: urn("actor_urn")?,
+            owner_urn: urn("owner_urn")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+            description: row.try_get("description")?,
+        },
+        id,
+    })
+}
+
+#[async_trait]
+impl TokenStore for PostgresTokenStore {
+    async fn insert(&self, token: StoredAccessToken) -> Result<()> {
+        check_storable(&token)?;
+        let cache = &self.inner.shared.cache;
+        let ticket = cache.ticket(&token.id);
+        let info = &token.info;
+        let inserted = self
+            .timed(
+                "PostgreSQL: inserting a token",
+                sqlx::query(&self.inner.statements.insert)
+                    .bind(&token.id)
+                    .bind(&info.name)
+                    .bind(info.actor_urn.as_str())
+                    .bind(info.owner_urn.as_str())
+                    .bind(info.created_at)
+                    .bind(info.expires_at)
+                    .bind(info.description.as_deref())
+                    .execute(&self.inner.pool),
+            )
+            .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(Error::AlreadyExists { id: token.id });
+        }
+        cache.insert(&token.id, ticket);
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<StoredAccessToken>> {
+        if !storable(id) {
+            return Ok(None);
+        }
+        let cache = &self.inner.shared.cache;
+        let ticket = cache.ticket(id);
+        let context = "PostgreSQL: reading a token";
+        let row = self
+            .timed(
+                context,
+                sqlx::query(&self.inner.statements.get)
+                    .bind(id)
+                    .fetch_optional(&self.inner.pool),
+            )
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let token = decode(&row).map_err(|e| Error::storage(context, e))?;
+        cache.insert(id, ticket);
+        Ok(Some(token))
+    }
+
+    async fn contains(&self, id: &str) -> Result<bool> {
+        let cache = &self.inner.shared.cache;
+        if cache.contains(id) {
+            return Ok(true);
+        }
+        if !storable(id) {
+            return Ok(false);
+        }
+        cache.misses.fetch_add(1, Ordering::Relaxed);
+        let ticket = cache.ticket(id);
+        let exists: bool = self
+            .timed(
+                "PostgreSQL: checking that a token exists",
+                sqlx::query_scalar(&self.inner.statements.exists)
+                    .bind(id)
+                    .fetch_one(&self.inner.pool),
+            )
+            .await?;
+        if exists {
+            cache.insert(id, ticket);
+        }
+        Ok(exists)
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool> {
+        if !storable(id) {
+            return Ok(false);
+        }
+        let deleted = self
+            .timed(
+                "PostgreSQL: deleting a token",
+                sqlx::query(&self.inner.statements.delete)
+                    .bind(id)
+                    .execute(&self.inner.pool),
+            )
+            .await;
+        // Even a failed delete may have committed: forget the id either way.
+        // The trigger tells the other replicas.
+        self.inner.shared.cache.remove([id]);
+        Ok(deleted?.rows_affected() > 0)
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<ListPage> {
+        let context = "PostgreSQL: listing tokens";
+        let mut builder = sql::list("", &self.inner.names.qualified, query);
+        let rows = self
+            .timed(context, builder.build().fetch_all(&self.inner.pool))
+            .await?;
+        let mut page = ListPage::default();
+        for row in &rows {
+            let total: i64 = row.try_get("total").map_err(|e| Error::storage(context, e))?;
+            page.total = usize::try_from(total).unwrap_or(usize::MAX);
+            let id: Option<String> = row.try_get("id").map_err(|e| Error::storage(context, e))?;
+            if id.is_some() {
+                page.tokens
+                    .push(decode(row).map_err(|e| Error::storage(context, e))?);
+            }
+        }
+        Ok(page)
+    }
+
+    async fn delete_expired(&self, now_ms: i64) -> Result<Vec<String>> {
+        let deleted: Result<Vec<String>> = self
+            .timed(
+                "PostgreSQL: deleting expired tokens",
+                sqlx::query_scalar(&self.inner.statements.delete_expired)
+                    .bind(now_ms)
+                    .fetch_all(&self.inner.pool),
+            )
+            .await;
+        let cache = &self.inner.shared.cache;
+        match &deleted {
+            Ok(ids) => cache.remove(ids.iter().map(String::as_str)),
+            // Unknown what committed: forget everything rather than guess.
+            Err(_) => cache.clear(),
+        }
+        deleted
+    }
+}

@@ -1,0 +1,286 @@
+//! Where the store's table lives, its names, and the versioned migrations
+//! that create it.
+
+use ring::digest;
+// `Executor::execute` rather than `RawSql::execute`: the latter's generic
+// `async fn` makes this future fail the `Send` check.
+use sqlx::{Executor as _, PgPool};
+
+use crate::error::{Error, Result};
+
+/// Longest table name: index, function and trigger names add up to 23 bytes
+/// and PostgreSQL truncates identifiers at 63.
+const MAX_TABLE_LEN: usize = 40;
+/// PostgreSQL's identifier limit (NAMEDATALEN - 1).
+const MAX_IDENT_LEN: usize = 63;
+
+/// Deleting more rows than this in one statement tells listeners to drop
+/// their whole cache instead of naming every id.
+const NAMED_REMOVALS_MAX: usize = 1000;
+
+/// Validated names of everything the store creates, already quoted for SQL.
+#[derive(Debug, Clone)]
+pub(super) struct Names {
+    pub(super) schema: String,
+    pub(super) table: String,
+    /// `"schema"."table"`.
+    pub(super) qualified: String,
+    /// The `LISTEN`/`NOTIFY` channel (unquoted).
+    pub(super) channel: String,
+}
+
+impl Names {
+    pub(super) fn new(schema: &str, table: &str) -> Result<Self> {
+        check_ident("schema", schema, MAX_IDENT_LEN)?;
+        check_ident("table", table, MAX_TABLE_LEN)?;
+        // Channels are per database, so two stores in one database must
+        // differ by schema or table.
+        let readable = format!("{schema}.{table}");
+        let channel = if readable.len() <= MAX_IDENT_LEN {
+            readable
+        } else {
+            let hash = digest::digest(&digest::SHA256, readable.as_bytes());
+            let hex: String = hash.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+            format!("datahub_tokens_{hex}")
+        };
+        Ok(Names {
+            schema: schema.to_owned(),
+            table: table.to_owned(),
+            qualified: format!("\"{schema}\".\"{table}\""),
+            channel,
+        })
+    }
+
+    /// A schema-qualified, quoted name for a companion object `<table>_<suffix>`.
+    fn companion(&self, suffix: &str) -> String {
+        format!("\"{}\".\"{}_{suffix}\"", self.schema, self.table)
+    }
+
+    /// The (unqualified, quoted) name of an index `<table>_<suffix>`.
+    fn index(&self, suffix: &str) -> String {
+        format!("\"{}_{suffix}\"", self.table)
+    }
+
+    /// Key of the advisory lock that serializes migrations of this table.
+    fn lock_key(&self) -> i64 {
+        let hash = digest::digest(
+            &digest::SHA256,
+            format!("datahub-access-tokens:{}", self.qualified).as_bytes(),
+        );
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&hash.as_ref()[..8]);
+        i64::from_le_bytes(bytes)
+    }
+}
+
+fn check_ident(what: &str, name: &str, max_len: usize) -> Result<()> {
+    let mut chars = name.chars();
+    let well_formed = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !well_formed || name.len() > max_len {
+        return Err(Error::Config(format!(
+            "PostgreSQL {what} name {name:?} is not usable: it must be 1 to {max_len} characters of \
+             lowercase ASCII letters, digits and _, not starting with a digit"
+        )));
+    }
+    Ok(())
+}
+
+/// One schema change. Versions start at 1 and never change once released.
+struct Migration {
+    version: i32,
+    description: &'static str,
+    sql: fn(&Names) -> String,
+}
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "token table with indexes for listing, owner, actor and creation time",
+        sql: create_table,
+    },
+    Migration {
+        version: 2,
+        description: "NOTIFY listeners of every removed token id",
+        sql: create_notify_trigger,
+    },
+];
+
+/// The version of the table layout this library creates and expects.
+pub const LATEST_VERSION: i32 = 2;
+
+fn create_table(n: &Names) -> String {
+    let t = &n.qualified;
+    // The listing order is expiresAt desc (absent last), createdAt desc, id;
+    // `COLLATE "C"` makes id order byte order, as in Rust. Each index ends
+    // in that order so a page is read straight off it.
+    let order = "expires_at DESC NULLS LAST, created_at DESC, id";
+    format!(
+        r#"
+        CREATE TABLE {t} (
+            id          TEXT COLLATE "C" PRIMARY KEY,
+            name        TEXT NOT NULL,
+            actor_urn   TEXT NOT NULL,
+            owner_urn   TEXT NOT NULL,
+            created_at  BIGINT NOT NULL,
+            expires_at  BIGINT,
+            description TEXT
+        );
+        CREATE INDEX {listing} ON {t} ({order});
+        CREATE INDEX {owner} ON {t} (owner_urn, {order});
+        CREATE INDEX {actor} ON {t} (actor_urn, {order});
+        CREATE INDEX {created} ON {t} (created_at);
+        "#,
+        listing = n.index("listing_idx"),
+        owner = n.index("owner_idx"),
+        actor = n.index("actor_idx"),
+        created = n.index("created_idx"),
+    )
+}
+
+/// A statement-level trigger sends the removed ids on the channel, in the
+/// deleting transaction, so listeners hear of a removal exactly when it
+/// commits, whoever made it (this store, another replica, or an operator's
+/// `DELETE`). Payloads: a JSON array of ids, or `*` for "forget everything"
+/// (truncate, huge purges, ids too long for one notification).
+fn create_notify_trigger(n: &Names) -> String {
+    let t = &n.qualified;
+    let function = n.companion("notify_removed");
+    let channel = &n.channel;
+    format!(
+        r#"
+        CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        DECLARE
+            removed bigint;
+            payload text;
+        BEGIN
+            IF TG_OP = 'TRUNCATE' THEN
+                PERFORM pg_notify('{channel}', '*');
+                RETURN NULL;
+            END IF;
+            SELECT count(*) INTO removed FROM removed_rows;
+            IF removed = 0 THEN
+                RETURN NULL;
+            END IF;
+            IF removed > {NAMED_REMOVALS_MAX} THEN
+                PERFORM pg_notify('{channel}', '*');
+                RETURN NULL;
+            END IF;
+            FOR payload IN
+                SELECT json_agg(id)::text
+                FROM (SELECT id, (row_number() OVER ()) / 100 AS chunk FROM removed_rows) AS numbered
+                GROUP BY chunk
+            LOOP
+                IF octet_length(payload) > 7900 THEN
+                    PERFORM pg_notify('{channel}', '*');
+                    RETURN NULL;
+                END IF;
+                PERFORM pg_notify('{channel}', payload);
+            END LOOP;
+            RETURN NULL;
+        END
+        $fn$;
+        CREATE TRIGGER {delete_trigger} AFTER DELETE ON {t}
+            REFERENCING OLD TABLE AS removed_rows FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+        CREATE TRIGGER {update_trigger} AFTER UPDATE ON {t}
+            REFERENCING OLD TABLE AS removed_rows FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+        CREATE TRIGGER {truncate_trigger} AFTER TRUNCATE ON {t}
+            FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+        "#,
+        delete_trigger = n.index("notify_delete"),
+        update_trigger = n.index("notify_update"),
+        truncate_trigger = n.index("notify_truncate"),
+    )
+}
+
+/// Brings the schema to [`LATEST_VERSION`], applying each missing migration
+/// once, in order, in one transaction under an advisory lock, so replicas
+/// starting together do not race and a failure leaves nothing half-made.
+pub(super) async fn migrate(pool: &PgPool, names: &Names) -> Result<(), MigrateError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(names.lock_key())
+        .execute(&mut *tx)
+        .await?;
+    let schema_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(&names.schema)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !schema_exists {
+        let create = format!("CREATE SCHEMA \"{}\"", names.schema);
+        tx.execute(sqlx::raw_sql(&create)).await?;
+    }
+    let versions = names.companion("migrations");
+    let create = format!(
+        "CREATE TABLE IF NOT EXISTS {versions} (
+            version     INTEGER PRIMARY KEY,
+            description TEXT NOT NULL,
+            applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+        )"
+    );
+    tx.execute(sqlx::raw_sql(&create)).await?;
+    let current: i32 = sqlx::query_scalar(&format!("SELECT COALESCE(max(version), 0) FROM {versions}"))
+        .fetch_one(&mut *tx)
+        .await?;
+    if current > LATEST_VERSION {
+        return Err(MigrateError::TooNew { found: current });
+    }
+    // Rendered before the first await below: holding the migrations' `fn`
+    // pointers across an await trips rustc's `Send` inference.
+    let pending: Vec<(i32, &str, String)> = MIGRATIONS
+        .iter()
+        .filter(|m| m.version > current)
+        .map(|m| (m.version, m.description, (m.sql)(names)))
+        .collect();
+    let record = format!("INSERT INTO {versions} (version, description) VALUES ($1, $2)");
+    for (version, description, sql) in pending {
+        tx.execute(sqlx::raw_sql(&sql)).await?;
+        sqlx::query(&record)
+            .bind(version)
+            .bind(description)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Why the schema could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum MigrateError {
+    #[error(
+        "the table's schema is at version {found}, newer than the {LATEST_VERSION} this library \
+         knows: upgrade datahub-access-tokens"
+    )]
+    TooNew { found: i32 },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_and_quoted() {
+        let n = Names::new("tenant_1", "tokens").unwrap();
+        assert_eq!(n.qualified, "\"tenant_1\".\"tokens\"");
+        assert_eq!(n.channel, "tenant_1.tokens");
+        for bad in ["", "Tokens", "1tokens", "tok-ens", "tok\"ens", "tokens;drop"] {
+            let err = Names::new("public", bad).unwrap_err().to_string();
+            assert!(err.contains("PostgreSQL table name"), "{bad}: {err}");
+        }
+        assert!(Names::new("public", &"t".repeat(41)).is_err());
+        assert!(Names::new(&"s".repeat(64), "tokens").is_err());
+        let long = Names::new(&"s".repeat(63), "tokens").unwrap();
+        assert!(long.channel.starts_with("datahub_tokens_") && long.channel.len() <= 63);
+        assert_ne!(long.lock_key(), n.lock_key());
+    }
+
+    #[test]
+    fn migrations_are_numbered_in_order() {
+        let versions: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert_eq!(versions, (1..=LATEST_VERSION).collect::<Vec<_>>());
+    }
+}

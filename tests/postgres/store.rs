@@ -1,0 +1,343 @@
+//! The store on its own: the conformance suite, migrations, indexes, cache.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use datahub_access_tokens::store::conformance::{self, sample_token};
+use datahub_access_tokens::store::postgres::{PostgresTokenStore, SCHEMA_VERSION};
+use datahub_access_tokens::store::{Condition, Filter, ListQuery, TokenField};
+use datahub_access_tokens::{
+    AccessTokenDuration, CreateAccessTokenInput, Error, TokenService, TokenServiceConfig, TokenStore, Urn,
+};
+
+use crate::common::{admin, drop_schema, eventually, fresh_schema, options, service, store};
+
+/// The suite every store must pass, unchanged, each check in a new schema;
+/// then again with the cache disabled.
+pub async fn conformance_suite(url: String) {
+    let admin = admin(&url).await;
+    for capacity in [100_000, 0] {
+        let schemas = Arc::new(Mutex::new(Vec::new()));
+        conformance::run_all(|| {
+            let schema = fresh_schema("conf");
+            schemas.lock().unwrap().push(schema.clone());
+            let url = url.clone();
+            async move { store(&url, options(&schema).with_cache_capacity(capacity)).await }
+        })
+        .await;
+        let created = std::mem::take(&mut *schemas.lock().unwrap());
+        for schema in created {
+            drop_schema(&admin, &schema).await;
+        }
+    }
+}
+
+fn error_chain(error: &Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+pub async fn migrations_are_idempotent_and_versioned(url: String) {
+    let admin = admin(&url).await;
+    let schema = fresh_schema("migr");
+    let versions_table = format!("\"{schema}\".\"datahub_access_tokens_migrations\"");
+    let versions = || async {
+        sqlx::query_scalar::<_, i32>(&format!("SELECT version FROM {versions_table} ORDER BY version"))
+            .fetch_all(&admin)
+            .await
+            .unwrap()
+    };
+
+    // Replicas starting together: one creates, the others find it done.
+    let opening: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, options) = (url.clone(), options(&schema));
+            tokio::spawn(async move { PostgresTokenStore::connect_with(&url, options).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for handle in opening {
+        stores.push(handle.await.unwrap().expect("concurrent opens all succeed"));
+    }
+    assert_eq!(versions().await, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    stores[0].insert(sample_token(1, "alice", 1, None)).await.unwrap();
+    drop(stores);
+
+    let again = store(&url, options(&schema)).await;
+    assert_eq!(
+        versions().await,
+        (1..=SCHEMA_VERSION).collect::<Vec<_>>(),
+        "reopening applies nothing"
+    );
+    assert!(
+        again.contains(&conformance::token_id(1)).await.unwrap(),
+        "data survives reopening"
+    );
+    assert_eq!(
+        again.qualified_table(),
+        format!("\"{schema}\".\"datahub_access_tokens\"")
+    );
+    drop(again);
+
+    // A table written by a newer library is refused, not mangled.
+    sqlx::query(&format!(
+        "INSERT INTO {versions_table} (version, description) VALUES (99, 'future')"
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+    let err = PostgresTokenStore::connect_with(&url, options(&schema))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Storage { .. }), "{err:?}");
+    assert!(
+        error_chain(&err).contains("version 99, newer than"),
+        "{}",
+        error_chain(&err)
+    );
+
+    // Another table in the same schema is independent.
+    let other = store(&url, options(&schema).with_table("tokens_b")).await;
+    assert_eq!(other.list(&ListQuery::all(10)).await.unwrap().total, 0);
+    assert_ne!(other.channel(), format!("{schema}.datahub_access_tokens"));
+
+    // Bad names and URLs are refused before touching the database.
+    for (opts, needle) in [
+        (
+            options(&schema).with_table("Tokens"),
+            "PostgreSQL table name \"Tokens\"",
+        ),
+        (options("bad-schema"), "PostgreSQL schema name \"bad-schema\""),
+        (
+            options(&schema).with_max_staleness(Duration::ZERO),
+            "max staleness",
+        ),
+    ] {
+        let err = PostgresTokenStore::connect_with(&url, opts).await.unwrap_err();
+        assert!(
+            matches!(err, Error::Config(_)) && err.to_string().contains(needle),
+            "{err}"
+        );
+    }
+    for bad_url in ["mysql://nope", "postgres://host:notaport/db"] {
+        let err = PostgresTokenStore::connect(bad_url).await.unwrap_err();
+        assert!(err.to_string().contains("invalid PostgreSQL URL"), "{err}");
+    }
+    drop(other);
+    drop_schema(&admin, &schema).await;
+}
+
+/// With realistic data, each listing the service makes reads an index that
+/// fits it instead of scanning the table.
+pub async fn listings_run_on_indexes(url: String) {
+    let admin = admin(&url).await;
+    let schema = fresh_schema("idx");
+    let store = store(&url, options(&schema)).await;
+    // 50,000 tokens of 500 owners, inserted in one statement.
+    sqlx::query(&format!(
+        "INSERT INTO {} (id, name, actor_urn, owner_urn, created_at, expires_at, description)
+         SELECT 'id' || n, 'token ' || n, 'urn:li:corpuser:actor' || (n % 700),
+                'urn:li:corpuser:user' || (n % 500), n, CASE WHEN n % 10 = 0 THEN NULL ELSE n + 1000000 END, NULL
+         FROM generate_series(1, 50000) AS n",
+        store.qualified_table()
+    ))
+    .execute(&admin)
+    .await
+    .unwrap();
+    sqlx::raw_sql(&format!("ANALYZE {}", store.qualified_table()))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let query = |field, condition, value: &str| ListQuery {
+        filters: vec![Filter::new(field, condition, vec![value.to_owned()], false).unwrap()],
+        start: 0,
+        count: 20,
+    };
+    for (query, index) in [
+        (
+            query(TokenField::OwnerUrn, Condition::Equal, "urn:li:corpuser:user7"),
+            "owner_idx",
+        ),
+        (
+            query(TokenField::ActorUrn, Condition::Equal, "urn:li:corpuser:actor7"),
+            "actor_idx",
+        ),
+        (
+            query(TokenField::ExpiresAt, Condition::LessThan, "1000100"),
+            "listing_idx",
+        ),
+        (
+            query(TokenField::CreatedAt, Condition::GreaterThan, "49900"),
+            "created_idx",
+        ),
+        (ListQuery::all(20), "listing_idx"),
+    ] {
+        let plan = store.explain_list(&query).await.unwrap();
+        assert!(plan.contains(index), "{query:?} should use {index}:\n{plan}");
+        let page = store.list(&query).await.unwrap();
+        assert!(page.tokens.len() <= 20 && page.total > 0, "{query:?}");
+    }
+    let owner7 = query(TokenField::OwnerUrn, Condition::Equal, "urn:li:corpuser:user7");
+    assert_eq!(store.list(&owner7).await.unwrap().total, 100);
+    drop(store);
+    drop_schema(&admin, &schema).await;
+}
+
+/// Validation on the hot path asks the cache, not the database; a replica
+/// learns of another's revocation by notification.
+pub async fn validation_is_served_from_cache(url: String) {
+    let admin = admin(&url).await;
+    let schema = fresh_schema("cache");
+    let config = TokenServiceConfig::generate().unwrap();
+    let (store_a, store_b) = (
+        store(&url, options(&schema)).await,
+        store(&url, options(&schema)).await,
+    );
+    let (a, b) = (
+        service(&config, store_a.clone()),
+        service(&config, store_b.clone()),
+    );
+    let alice = Urn::corp_user("alice").unwrap();
+    let input = CreateAccessTokenInput::personal(alice.as_str(), "t", AccessTokenDuration::OneDay);
+    let created = a.create_access_token(&alice, input).await.unwrap();
+    let token = created.expose_access_token();
+    let id = created.metadata.as_ref().unwrap().id.clone();
+
+    assert!(store_a.cache_stats().trusted && store_a.cache_stats().listening);
+    let before = store_a.cache_stats();
+    for _ in 0..100 {
+        a.validate_access_token(token).await.unwrap();
+    }
+    let after = store_a.cache_stats();
+    assert_eq!(
+        after.hits - before.hits,
+        100,
+        "the creating replica cached the new id"
+    );
+    assert_eq!(after.misses, before.misses, "no database lookups");
+
+    b.validate_access_token(token).await.unwrap();
+    b.validate_access_token(token).await.unwrap();
+    let stats = store_b.cache_stats();
+    assert_eq!(
+        (stats.misses, stats.hits),
+        (1, 1),
+        "B asked the database once, then its cache"
+    );
+
+    a.revoke_access_token(&alice, &id).await.unwrap();
+    assert!(
+        matches!(a.validate_access_token(token).await, Err(Error::Revoked)),
+        "revoked at once where revoked"
+    );
+    eventually("B sees the revocation", Duration::from_secs(5), async || {
+        matches!(b.validate_access_token(token).await, Err(Error::Revoked))
+    })
+    .await;
+    assert_eq!(store_b.cache_stats().entries, 0);
+    drop((a, b, store_a, store_b));
+    drop_schema(&admin, &schema).await;
+}
+
+/// Deleting, updating or truncating rows by hand, and a purge by another
+/// replica, reach every replica's cache: the trigger notifies whoever
+/// removes rows.
+pub async fn removals_by_hand_reach_every_replica(url: String) {
+    let admin = admin(&url).await;
+    let schema = fresh_schema("hand");
+    let replica = store(&url, options(&schema)).await;
+    for n in 0..1200 {
+        replica
+            .insert(sample_token(n, "bob", n as i64, Some(10_000)))
+            .await
+            .unwrap();
+    }
+    for n in 0..1200 {
+        assert!(replica.contains(&conformance::token_id(n)).await.unwrap());
+    }
+    let table = replica.qualified_table().to_owned();
+    let removals = [
+        format!("DELETE FROM {table} WHERE id = '{}'", conformance::token_id(0)),
+        format!(
+            "UPDATE {table} SET id = 'renamed' WHERE id = '{}'",
+            conformance::token_id(1)
+        ),
+        // More than a notification can name: listeners forget everything.
+        format!("DELETE FROM {table} WHERE created_at BETWEEN 2 AND 1100"),
+        format!("TRUNCATE {table}"),
+    ];
+    let gone = [vec![0], vec![1], vec![2, 750, 1100], vec![1101, 1199]];
+    // A purge by another replica, through the store API.
+    let other = store(&url, options(&schema)).await;
+    let expired = sample_token(5000, "bob", 1, Some(5));
+    other.insert(expired.clone()).await.unwrap();
+    assert!(replica.contains(&expired.id).await.unwrap());
+    assert_eq!(other.delete_expired(6).await.unwrap(), vec![expired.id.clone()]);
+    eventually("a purge on another replica", Duration::from_secs(5), async || {
+        !replica.contains(&expired.id).await.unwrap()
+    })
+    .await;
+    drop(other);
+    for (sql, ids) in removals.iter().zip(gone) {
+        sqlx::raw_sql(sql).execute(&admin).await.unwrap();
+        for n in ids {
+            let id = conformance::token_id(n);
+            eventually(sql, Duration::from_secs(5), async || {
+                !replica.contains(&id).await.unwrap()
+            })
+            .await;
+        }
+    }
+    drop(replica);
+    drop_schema(&admin, &schema).await;
+}
+
+/// PostgreSQL text cannot hold NUL: storing one is a clear bad request,
+/// and looking one up simply finds nothing.
+pub async fn nul_characters_are_handled(url: String) {
+    let admin = admin(&url).await;
+    let schema = fresh_schema("nul");
+    let store = store(&url, options(&schema)).await;
+    let mut token = sample_token(1, "alice", 1, None);
+    token.info.description = Some("a\0b".into());
+    let err = store.insert(token).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput(m) if m.contains("description contains a NUL character")),
+        "{err:?}"
+    );
+    assert_eq!(store.get("a\0b").await.unwrap(), None);
+    assert!(!store.contains("a\0b").await.unwrap());
+    assert!(!store.delete("a\0b").await.unwrap());
+    store.insert(sample_token(2, "alice", 1, None)).await.unwrap();
+    let query = |condition, value: &str| ListQuery {
+        filters: vec![Filter::new(TokenField::Name, condition, vec![value.into()], false).unwrap()],
+        start: 0,
+        count: 10,
+    };
+    assert_eq!(
+        store.list(&query(Condition::Contain, "\0")).await.unwrap().total,
+        0
+    );
+    assert_eq!(
+        store
+            .list(&query(Condition::Equal, "token 2\0"))
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    let negated = ListQuery {
+        filters: vec![Filter::new(TokenField::Name, Condition::Contain, vec!["\0".into()], true).unwrap()],
+        start: 0,
+        count: 10,
+    };
+    assert_eq!(store.list(&negated).await.unwrap().total, 1);
+    drop(store);
+    drop_schema(&admin, &schema).await;
+}
