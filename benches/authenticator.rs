@@ -133,9 +133,9 @@ fn authenticator(c: &mut Criterion) {
 }
 
 /// Requests per round of the interleaved comparison.
-const ROUND_REQUESTS: u64 = 4_000;
+const ROUND_REQUESTS: u64 = 3_000;
 /// Rounds of the interleaved comparison (each: both routes, order alternating).
-const ROUNDS: usize = 30;
+const ROUNDS: usize = 60;
 
 /// The same comparison, robust to a machine whose load drifts (other builds
 /// on the same cores): short rounds of both routes back to back, alternating
