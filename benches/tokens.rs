@@ -405,25 +405,29 @@ fn output_directory() -> PathBuf {
     }
 }
 
-/// The median time, in ns, of a benchmark measured during this run.
-fn median_ns(dir: &Path, id: &str, since: SystemTime) -> Option<f64> {
+/// Criterion's estimate of the time per iteration, in ns, of a benchmark
+/// measured during this run: the slope of time over iterations, as criterion
+/// prints it (per-sample averages are biased by each sample's fixed cost).
+fn estimate_ns(dir: &Path, id: &str, since: SystemTime) -> Option<f64> {
     let path = dir.join(id).join("new").join("estimates.json");
     let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
     if modified < since {
         return None; // left over from an earlier run (e.g. one filtered out now)
     }
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
+    json["slope"]["point_estimate"]
+        .as_f64()
+        .or_else(|| json["mean"]["point_estimate"].as_f64())
 }
 
 fn print_ratios(dir: &Path, since: SystemTime) {
-    let m = |id: &str| median_ns(dir, id, since);
+    let m = |id: &str| estimate_ns(dir, id, since);
     let ratio = |label: &str, num: &str, den: &str, target: &str| {
         if let (Some(n), Some(d)) = (m(num), m(den)) {
             println!("{label:<48} {:>7.2}x   (target {target})", n / d);
         }
     };
-    println!("\nRatios of medians measured in this run:");
+    println!("\nRatios of the times measured in this run:");
     ratio(
         "validate: datahub / floor",
         "validate/datahub",
