@@ -1,12 +1,14 @@
 //! The [`TokenService`] trait (DataHub's token operations) and
 //! [`DataHubTokenService`], its implementation over a store and a policy engine.
 
+use std::cell::RefCell;
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
 use crate::clock::{Clock, SystemClock};
@@ -185,12 +187,43 @@ impl DataHubTokenService {
             actor_type: ACTOR_TYPE_USER.to_owned(),
             actor_id: actor.id().to_owned(),
             sub: Some(actor.id().to_owned()),
-            jti: Some(uuid::Uuid::new_v4().to_string()),
+            jti: Some(new_jti()),
             iss: Some(self.codec.issuer().to_owned()),
             // JWT times are whole seconds.
             exp: expires_at_ms.map(|ms| ms.div_euclid(1000)),
         }
     }
+}
+
+/// A random UUID v4 for the `jti` claim, from operating-system randomness
+/// fetched 4 KiB at a time per thread: one `getrandom` call per token cost
+/// more than signing it. The jti is not secret (it is in the token's readable
+/// claims); it only makes every token distinct. (A process that forks and
+/// keeps minting tokens in both halves would repeat the pool's jtis; a
+/// multi-threaded async service cannot safely do that anyway.)
+fn new_jti() -> String {
+    const POOL_BYTES: usize = 4096;
+    thread_local! {
+        // (next unused offset, random bytes); starts exhausted.
+        static POOL: RefCell<(usize, [u8; POOL_BYTES])> = const { RefCell::new((POOL_BYTES, [0; POOL_BYTES])) };
+    }
+    let random = POOL.with_borrow_mut(|(next, pool)| {
+        if *next == POOL_BYTES {
+            SystemRandom::new().fill(pool).ok()?;
+            *next = 0;
+        }
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&pool[*next..*next + 16]);
+        *next += 16;
+        Some(bytes)
+    });
+    let uuid = match random {
+        Some(bytes) => uuid::Builder::from_random_bytes(bytes).into_uuid(),
+        None => uuid::Uuid::new_v4(), // the pool could not be filled: ask directly
+    };
+    uuid.hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
 }
 
 /// Checks a create request's fields, returning the actor.
@@ -299,7 +332,8 @@ impl TokenService for DataHubTokenService {
         let query = ListQuery::from_input(input)?;
         let lists_own_tokens = || {
             query.filters.iter().any(|f| {
-                f.equal_texts(TokenField::OwnerUrn) == Some(std::slice::from_ref(&caller.to_string()))
+                f.equal_texts(TokenField::OwnerUrn)
+                    .is_some_and(|values| matches!(values, [only] if only == caller.as_str()))
             })
         };
         let allowed =
@@ -412,6 +446,17 @@ impl TokenService for DataHubTokenService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jtis_are_distinct_v4_uuids() {
+        let jtis: std::collections::HashSet<String> = (0..1000).map(|_| new_jti()).collect();
+        assert_eq!(jtis.len(), 1000, "pool refills never repeat");
+        for jti in &jtis {
+            let uuid = uuid::Uuid::parse_str(jti).unwrap();
+            assert_eq!(uuid.get_version_num(), 4);
+            assert_eq!(jti, &uuid.hyphenated().to_string());
+        }
+    }
 
     #[test]
     fn token_id_format() {
