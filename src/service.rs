@@ -1,14 +1,12 @@
 //! The [`TokenService`] trait (DataHub's token operations) and
 //! [`DataHubTokenService`], its implementation over a store and a policy engine.
 
-use std::cell::RefCell;
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
 use crate::clock::{Clock, SystemClock};
@@ -195,35 +193,10 @@ impl DataHubTokenService {
     }
 }
 
-/// A random UUID v4 for the `jti` claim, from operating-system randomness
-/// fetched 4 KiB at a time per thread: one `getrandom` call per token cost
-/// more than signing it. The jti is not secret (it is in the token's readable
-/// claims); it only makes every token distinct. (A process that forks and
-/// keeps minting tokens in both halves would repeat the pool's jtis; a
-/// multi-threaded async service cannot safely do that anyway.)
+/// A random UUID v4 for the `jti` claim. uuid's `fast-rng` draws it from a
+/// thread-local CSPRNG: one `getrandom` call per token cost more than signing.
 fn new_jti() -> String {
-    const POOL_BYTES: usize = 4096;
-    thread_local! {
-        // (next unused offset, random bytes); starts exhausted.
-        static POOL: RefCell<(usize, [u8; POOL_BYTES])> = const { RefCell::new((POOL_BYTES, [0; POOL_BYTES])) };
-    }
-    let random = POOL.with_borrow_mut(|(next, pool)| {
-        if *next == POOL_BYTES {
-            SystemRandom::new().fill(pool).ok()?;
-            *next = 0;
-        }
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(&pool[*next..*next + 16]);
-        *next += 16;
-        Some(bytes)
-    });
-    let uuid = match random {
-        Some(bytes) => uuid::Builder::from_random_bytes(bytes).into_uuid(),
-        None => uuid::Uuid::new_v4(), // the pool could not be filled: ask directly
-    };
-    uuid.hyphenated()
-        .encode_lower(&mut uuid::Uuid::encode_buffer())
-        .to_owned()
+    uuid::Uuid::new_v4().hyphenated().to_string()
 }
 
 /// Checks a create request's fields, returning the actor.
