@@ -3,10 +3,11 @@
 //! A token is `b64url(header) . b64url(claims) . b64url(hmac_sha256(key, first two parts))`
 //! with the header `{"alg":"HS256"}`; its id is `b64(sha256(token || salt))`.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use base64::Engine as _;
+use base64::{DecodeSliceError, Engine as _};
 use ring::{digest, hmac};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -14,6 +15,8 @@ use crate::config::TokenServiceConfig;
 use crate::error::{Error, Result};
 use crate::model::AccessTokenType;
 use crate::urn::Urn;
+
+mod claims;
 
 /// Longest token accepted for validation; longer input is refused unread.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -149,14 +152,35 @@ impl TokenCodec {
                 "token is longer than {MAX_TOKEN_BYTES} bytes"
             )));
         }
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(Error::invalid_token(
-                "not a JWT: expected three dot-separated parts",
-            ));
+        // Neither header nor signature holds a dot, so the first and last dots
+        // bound them without scanning the long payload (a hot-path cost). A
+        // dot inside the payload (a fourth part) cannot decode as base64url,
+        // so such a token always fails below and is reported as misshapen.
+        let bytes = token.as_bytes();
+        let first = bytes.iter().position(|&b| b == b'.');
+        let last = bytes.iter().rposition(|&b| b == b'.');
+        let (Some(first), Some(last)) = (first, last) else {
+            return Err(not_three_parts());
         };
+        if first == last {
+            return Err(not_three_parts());
+        }
+        let payload = &token[first + 1..last];
+        self.verify_parts(&token[..last], (&token[..first], payload, &token[last + 1..]))
+            .map_err(|e| {
+                if payload.contains('.') {
+                    not_three_parts()
+                } else {
+                    e
+                }
+            })
+    }
+
+    fn verify_parts(
+        &self,
+        signing_input: &str,
+        (header, payload, signature): (&str, &str, &str),
+    ) -> Result<AccessTokenClaims> {
         if header != self.header_b64 {
             check_header(header)?;
         }
@@ -165,14 +189,29 @@ impl TokenCodec {
             Ok(32) => {}
             _ => return Err(Error::invalid_token("malformed signature")),
         }
-        let signing_input = &token[..header.len() + 1 + payload.len()];
         hmac::verify(&self.key, signing_input.as_bytes(), &tag)
             .map_err(|_| Error::invalid_token("invalid signature"))?;
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| Error::invalid_token("claims are not base64url"))?;
-        parse_claims(&payload)
+        // Typical claims are a few hundred bytes: decode them on the stack.
+        let mut buf = [0u8; 512];
+        let heap;
+        let claims = match URL_SAFE_NO_PAD.decode_slice(payload, &mut buf) {
+            Ok(len) => &buf[..len],
+            Err(DecodeSliceError::OutputSliceTooSmall) => {
+                heap = URL_SAFE_NO_PAD
+                    .decode(payload)
+                    .map_err(|_| Error::invalid_token("claims are not base64url"))?;
+                &heap[..]
+            }
+            Err(DecodeSliceError::DecodeError(_)) => {
+                return Err(Error::invalid_token("claims are not base64url"))
+            }
+        };
+        parse_claims(claims)
     }
+}
+
+fn not_three_parts() -> Error {
+    Error::invalid_token("not a JWT: expected three dot-separated parts")
 }
 
 fn check_header(header: &str) -> Result<()> {
@@ -195,25 +234,9 @@ fn check_header(header: &str) -> Result<()> {
 }
 
 fn parse_claims(payload: &[u8]) -> Result<AccessTokenClaims> {
-    // Optional fields first, so a missing claim gets a message naming it.
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct RawClaims {
-        version: Option<String>,
-        #[serde(rename = "type")]
-        token_type: Option<String>,
-        actor_type: Option<String>,
-        actor_id: Option<String>,
-        sub: Option<String>,
-        jti: Option<String>,
-        iss: Option<String>,
-        #[serde(default, deserialize_with = "numeric_date")]
-        exp: Option<i64>,
-    }
-    let raw: RawClaims = serde_json::from_slice(payload)
-        .map_err(|e| Error::invalid_token(format!("malformed claims: {e}")))?;
+    let raw = claims::read(payload).map_err(|e| Error::invalid_token(format!("malformed claims: {e}")))?;
     let missing = |name: &str| Error::invalid_token(format!("missing claim {name}"));
-    let token_type = match raw.token_type.ok_or_else(|| missing("type"))?.as_str() {
+    let token_type = match raw.token_type.as_deref().ok_or_else(|| missing("type"))? {
         "PERSONAL" => AccessTokenType::Personal,
         "SESSION" => AccessTokenType::Session,
         "SERVICE_ACCOUNT" => AccessTokenType::ServiceAccount,
@@ -225,7 +248,7 @@ fn parse_claims(payload: &[u8]) -> Result<AccessTokenClaims> {
             "unsupported actorType {actor_type:?}"
         )));
     }
-    let actor_id = raw.actor_id.ok_or_else(|| missing("actorId"))?;
+    let actor_id = raw.actor_id.ok_or_else(|| missing("actorId"))?.into_owned();
     if actor_id.is_empty() {
         return Err(Error::invalid_token("empty claim actorId"));
     }
@@ -236,13 +259,13 @@ fn parse_claims(payload: &[u8]) -> Result<AccessTokenClaims> {
         )));
     }
     Ok(AccessTokenClaims {
-        version,
+        version: version.into_owned(),
         token_type,
-        actor_type,
+        actor_type: actor_type.into_owned(),
         actor_id,
-        sub: raw.sub,
-        jti: raw.jti,
-        iss: raw.iss,
+        sub: raw.sub.map(Cow::into_owned),
+        jti: raw.jti.map(Cow::into_owned),
+        iss: raw.iss.map(Cow::into_owned),
         exp: raw.exp,
     })
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,10 +18,13 @@ pub(crate) const CORP_USER: &str = "corpuser";
 ///
 /// Parsing checks the `urn:li:` prefix, a non-empty alphanumeric entity type,
 /// a non-empty id, no control characters and at most 1024 bytes.
+///
+/// Clones share the text, so the many records naming one user can share
+/// one copy of its urn.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Urn {
-    text: String,
+    text: Arc<str>,
     // Byte offset of the `:` between entity type and id.
     type_end: usize,
 }
@@ -52,12 +56,42 @@ impl Urn {
             return Err(invalid("contains control characters"));
         }
         let type_end = PREFIX.len() + colon;
-        Ok(Urn { text, type_end })
+        Ok(Urn {
+            text: text.into(),
+            type_end,
+        })
     }
 
     /// The urn of the DataHub user with this id: `urn:li:corpuser:<id>`.
     pub fn corp_user(id: &str) -> Result<Self> {
-        Self::parse(format!("{PREFIX}{CORP_USER}:{id}"))
+        // Every validation builds one, so skip the checks the fixed prefix
+        // passes anyway, and assemble short urns on the stack so the shared
+        // text is the only allocation; anything doubtful goes through `parse`
+        // for its error.
+        let len = PREFIX.len() + CORP_USER.len() + 1 + id.len();
+        if id.is_empty() || len > MAX_LEN || id.chars().any(char::is_control) {
+            return Self::parse(format!("{PREFIX}{CORP_USER}:{id}"));
+        }
+        let mut buf = [0u8; 128];
+        let text: Arc<str> = match buf.get_mut(..len) {
+            Some(out) => {
+                let mut at = 0;
+                for part in [PREFIX, CORP_USER, ":", id] {
+                    out[at..at + part.len()].copy_from_slice(part.as_bytes());
+                    at += part.len();
+                }
+                // Whole `str`s joined: always UTF-8.
+                match std::str::from_utf8(out) {
+                    Ok(text) => text.into(),
+                    Err(_) => return Self::parse(format!("{PREFIX}{CORP_USER}:{id}")),
+                }
+            }
+            None => format!("{PREFIX}{CORP_USER}:{id}").into(),
+        };
+        Ok(Urn {
+            text,
+            type_end: PREFIX.len() + CORP_USER.len(),
+        })
     }
 
     /// The entity type, e.g. `corpuser`.
@@ -103,7 +137,7 @@ impl TryFrom<String> for Urn {
 
 impl From<Urn> for String {
     fn from(urn: Urn) -> String {
-        urn.text
+        String::from(&*urn.text)
     }
 }
 
@@ -132,6 +166,25 @@ mod tests {
             Urn::parse("urn:li:dataset:(urn:li:x:y,z)").unwrap().id(),
             "(urn:li:x:y,z)"
         );
+    }
+
+    #[test]
+    fn corp_user_agrees_with_parse() {
+        let long = "x".repeat(1100);
+        for id in [
+            "datahub",
+            "a:b",
+            "jdoe@example.com",
+            "",
+            "a\nb",
+            "\u{85}",
+            "é",
+            long.as_str(),
+        ] {
+            let built = Urn::corp_user(id).map_err(|e| e.to_string());
+            let parsed = Urn::parse(format!("urn:li:corpuser:{id}")).map_err(|e| e.to_string());
+            assert_eq!(built, parsed, "{id:?}");
+        }
     }
 
     #[test]

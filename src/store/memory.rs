@@ -27,10 +27,38 @@ pub struct MemoryTokenStore {
 
 #[derive(Default)]
 struct Index {
-    by_id: HashMap<String, Arc<StoredAccessToken>>,
+    by_id: HashMap<IdKey, Arc<StoredAccessToken>>,
     all: Ordered,
     by_owner: HashMap<Urn, Ordered>,
     by_actor: HashMap<Urn, Ordered>,
+}
+
+/// A token id as the id map's key. Ids of up to [`IdKey::INLINE`] bytes
+/// (DataHub's are 44) sit in the table itself, so a lookup on the validation
+/// hot path compares bytes it has already loaded instead of chasing a pointer
+/// to a cold heap string. Longer ids are boxed; the two never compare equal
+/// because an id's length alone decides which form it takes.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum IdKey {
+    Inline { len: u8, bytes: [u8; IdKey::INLINE] },
+    Boxed(Box<str>),
+}
+
+impl IdKey {
+    const INLINE: usize = 44;
+
+    fn new(id: &str) -> Self {
+        if id.len() <= Self::INLINE {
+            let mut bytes = [0; Self::INLINE];
+            bytes[..id.len()].copy_from_slice(id.as_bytes());
+            IdKey::Inline {
+                len: id.len() as u8,
+                bytes,
+            }
+        } else {
+            IdKey::Boxed(id.into())
+        }
+    }
 }
 
 impl MemoryTokenStore {
@@ -41,7 +69,7 @@ impl MemoryTokenStore {
 
     /// Number of stored tokens.
     pub fn len(&self) -> usize {
-        self.read().by_id.len()
+        self.read().len()
     }
 
     /// Whether the store holds no tokens.
@@ -69,29 +97,58 @@ impl fmt::Debug for MemoryTokenStore {
 }
 
 impl Index {
-    fn insert(&mut self, token: StoredAccessToken) -> Result<()> {
-        if self.by_id.contains_key(&token.id) {
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn get(&self, id: &str) -> Option<&Arc<StoredAccessToken>> {
+        self.by_id.get(&IdKey::new(id))
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.by_id.contains_key(&IdKey::new(id))
+    }
+
+    fn insert(&mut self, mut token: StoredAccessToken) -> Result<()> {
+        let id_key = IdKey::new(&token.id);
+        if self.by_id.contains_key(&id_key) {
             return Err(Error::AlreadyExists { id: token.id });
+        }
+        // Share one copy of each urn between the index and every record that
+        // names it (urn clones share their text): a page of one owner's
+        // tokens then copies one warm urn instead of two cold ones per token.
+        let info = &mut token.info;
+        if let Some((owner, _)) = self.by_owner.get_key_value(&info.owner_urn) {
+            info.owner_urn = owner.clone();
+        }
+        if info.actor_urn == info.owner_urn {
+            info.actor_urn = info.owner_urn.clone();
+        } else if let Some((actor, _)) = self.by_actor.get_key_value(&info.actor_urn) {
+            info.actor_urn = actor.clone();
         }
         let key = ListingKey::of(&token);
         let token = Arc::new(token);
-        let owner = token.info.owner_urn.clone();
-        let actor = token.info.actor_urn.clone();
-        self.by_owner
-            .entry(owner)
-            .or_default()
-            .insert(key.clone(), token.clone());
-        self.by_actor
-            .entry(actor)
-            .or_default()
-            .insert(key.clone(), token.clone());
+        for (index, urn) in [
+            (&mut self.by_owner, &token.info.owner_urn),
+            (&mut self.by_actor, &token.info.actor_urn),
+        ] {
+            // Look up before inserting: `entry` would copy the urn every time.
+            match index.get_mut(urn) {
+                Some(ordered) => {
+                    ordered.insert(key.clone(), token.clone());
+                }
+                None => {
+                    index.insert(urn.clone(), Ordered::from([(key.clone(), token.clone())]));
+                }
+            }
+        }
         self.all.insert(key, token.clone());
-        self.by_id.insert(token.id.clone(), token);
+        self.by_id.insert(id_key, token);
         Ok(())
     }
 
     fn remove(&mut self, id: &str) -> Option<Arc<StoredAccessToken>> {
-        let token = self.by_id.remove(id)?;
+        let token = self.by_id.remove(&IdKey::new(id))?;
         let key = ListingKey::of(&token);
         self.all.remove(&key);
         for (index, urn) in [
@@ -191,11 +248,11 @@ impl TokenStore for MemoryTokenStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredAccessToken>> {
-        Ok(self.read().by_id.get(id).map(|t| (**t).clone()))
+        Ok(self.read().get(id).map(|t| (**t).clone()))
     }
 
     async fn contains(&self, id: &str) -> Result<bool> {
-        Ok(self.read().by_id.contains_key(id))
+        Ok(self.read().contains(id))
     }
 
     async fn delete(&self, id: &str) -> Result<bool> {
