@@ -25,8 +25,10 @@ pub struct MemoryTokenStore {
     index: Arc<RwLock<Index>>,
 }
 
+/// The indexes behind [`MemoryTokenStore`], also the in-RAM state of the
+/// file store (which changes it only after its log record is durable).
 #[derive(Default)]
-struct Index {
+pub(crate) struct Index {
     by_id: HashMap<String, Arc<StoredAccessToken>>,
     all: Ordered,
     by_owner: HashMap<Urn, Ordered>,
@@ -51,11 +53,11 @@ impl MemoryTokenStore {
 
     // A panic elsewhere cannot leave the index half-updated (every update
     // below is infallible once started), so a poisoned lock is still sound.
-    fn read(&self) -> RwLockReadGuard<'_, Index> {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Index> {
         self.index.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, Index> {
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Index> {
         self.index.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -69,7 +71,28 @@ impl fmt::Debug for MemoryTokenStore {
 }
 
 impl Index {
-    fn insert(&mut self, token: StoredAccessToken) -> Result<()> {
+    #[cfg_attr(not(feature = "fs"), allow(dead_code))]
+    pub(crate) fn get(&self, id: &str) -> Option<&Arc<StoredAccessToken>> {
+        self.by_id.get(id)
+    }
+
+    /// Every record, in listing order.
+    #[cfg_attr(not(feature = "fs"), allow(dead_code))]
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Arc<StoredAccessToken>> {
+        self.all.values()
+    }
+
+    /// The ids of the records with `expiresAt < now_ms`.
+    pub(crate) fn expired_ids(&self, now_ms: i64) -> Vec<String> {
+        // Expired tokens sit together in listing order: after every token
+        // expiring at or after `now_ms`, before the never-expiring ones.
+        self.all
+            .range(ListingKey::first_expiring_before(now_ms)..ListingKey::first_never_expiring())
+            .map(|(key, _)| key.id().to_owned())
+            .collect()
+    }
+
+    pub(crate) fn insert(&mut self, token: StoredAccessToken) -> Result<()> {
         if self.by_id.contains_key(&token.id) {
             return Err(Error::AlreadyExists { id: token.id });
         }
@@ -90,7 +113,7 @@ impl Index {
         Ok(())
     }
 
-    fn remove(&mut self, id: &str) -> Option<Arc<StoredAccessToken>> {
+    pub(crate) fn remove(&mut self, id: &str) -> Option<Arc<StoredAccessToken>> {
         let token = self.by_id.remove(id)?;
         let key = ListingKey::of(&token);
         self.all.remove(&key);
@@ -140,7 +163,7 @@ impl Index {
         best
     }
 
-    fn list(&self, query: &ListQuery) -> ListPage {
+    pub(crate) fn list(&self, query: &ListQuery) -> ListPage {
         let (sets, satisfied) = self.candidates(query);
         let residual: Vec<_> = query
             .filters
@@ -208,13 +231,7 @@ impl TokenStore for MemoryTokenStore {
 
     async fn delete_expired(&self, now_ms: i64) -> Result<Vec<String>> {
         let mut index = self.write();
-        // Expired tokens sit together in listing order: after every token
-        // expiring at or after `now_ms`, before the never-expiring ones.
-        let expired: Vec<String> = index
-            .all
-            .range(ListingKey::first_expiring_before(now_ms)..ListingKey::first_never_expiring())
-            .map(|(key, _)| key.id().to_owned())
-            .collect();
+        let expired = index.expired_ids(now_ms);
         for id in &expired {
             index.remove(id);
         }

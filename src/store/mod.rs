@@ -8,12 +8,16 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::model::StoredAccessToken;
 
+#[cfg(feature = "fs")]
+pub mod file;
 mod memory;
 mod query;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
 
+#[cfg(feature = "fs")]
+pub use file::{FileStoreOptions, FileStoreStats, FileTokenStore};
 pub use memory::MemoryTokenStore;
 pub use query::{
     listing_order, Condition, Filter, FilterValues, ListPage, ListQuery, ListingKey, TokenField,
