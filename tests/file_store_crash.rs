@@ -73,20 +73,28 @@ fn crash_child() {
         let store = FileTokenStore::open_with(&dir, options).await.unwrap();
         // The test harness has printed "test crash_child ... " without a newline.
         say(&out, "\nREADY".into());
+        let compactions = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         for writer in 0..WRITERS {
-            let (store, out) = (store.clone(), out.clone());
+            let (store, out, compactions) = (store.clone(), out.clone(), compactions.clone());
             tasks.spawn(async move {
                 for i in 0.. {
                     let n = base + writer * 1_000_000 + i;
                     say(&out, format!("i {n}"));
                     store.insert(token(n)).await.unwrap();
                     say(&out, format!("I {n}"));
+                    let done = store.stats().compactions;
+                    if compactions.fetch_max(done, std::sync::atomic::Ordering::Relaxed) < done {
+                        say(&out, format!("c {done}"));
+                    }
+                    // Keep one token in three: the dead records then pile
+                    // up quickly and compactions are frequent.
                     if i % 3 == 2 {
-                        let m = n - 2;
-                        say(&out, format!("d {m}"));
-                        assert!(store.delete(&token(m).id).await.unwrap());
-                        say(&out, format!("D {m}"));
+                        for m in [n - 2, n - 1] {
+                            say(&out, format!("d {m}"));
+                            assert!(store.delete(&token(m).id).await.unwrap());
+                            say(&out, format!("D {m}"));
+                        }
                     }
                 }
             });
@@ -155,6 +163,7 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let rt = runtime();
     let mut model: HashMap<u64, Expect> = HashMap::new();
     let (mut acknowledged, mut in_flight, mut in_flight_landed) = (0u64, 0u64, 0u64);
+    let mut compactions = 0u64;
     for round in 0..KILLS {
         let mut child = spawn_child(
             "crash_child",
@@ -183,11 +192,16 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
 
         let lines = lines.lock().unwrap();
         let ready = lines.iter().position(|l| l == "READY").unwrap();
+        let mut round_compactions = 0;
         for line in &lines[ready + 1..] {
             let (step, n) = line
                 .split_once(' ')
                 .unwrap_or_else(|| panic!("unexpected line {line:?}"));
             let n: u64 = n.parse().unwrap();
+            if step == "c" {
+                round_compactions = round_compactions.max(n);
+                continue;
+            }
             let expect = match step {
                 "i" | "d" => Expect::Either,
                 "I" => Expect::Present,
@@ -199,6 +213,7 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
             }
             model.insert(n, expect);
         }
+        compactions += round_compactions;
 
         let store = rt
             .block_on(FileTokenStore::open(&dir))
@@ -255,7 +270,8 @@ fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let live = model.values().filter(|e| **e == Expect::Present).count();
     eprintln!(
         "crash test: {KILLS} SIGKILLs, {acknowledged} acknowledged operations all present, \
-         {in_flight} in flight at a kill ({in_flight_landed} of them landed), {live} tokens live at the end"
+         {in_flight} in flight at a kill ({in_flight_landed} of them landed), {compactions} compactions \
+         in the children, {live} tokens live at the end"
     );
     assert!(
         acknowledged >= KILLS,

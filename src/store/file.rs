@@ -9,7 +9,7 @@
 //! after a rename (compaction, first creation) the directory is fsynced too.
 //! Concurrent writers share one fsync (group commit): while one batch is being
 //! synced the next one gathers every record submitted meanwhile. The
-//! in-memory index (the same one [`MemoryTokenStore`](super::MemoryTokenStore)
+//! in-memory index (the same one [`MemoryTokenStore`]
 //! uses) changes only after a record is durable, so reads never show what a
 //! crash could take back.
 //!
@@ -377,9 +377,9 @@ impl FileTokenStore {
                 .map_err(io_error(format!("creating {}", log_path.display())))?;
         }
         let bytes = fs::read(&log_path).map_err(io_error(format!("reading {}", log_path.display())))?;
-        let memory = MemoryTokenStore::new();
-        let replayed = replay(&log_path, &bytes, &mut memory.write())?;
+        let (index, replayed) = replay(&log_path, &bytes)?;
         drop(bytes);
+        let memory = MemoryTokenStore::from_index(index);
         let mut file = fsutil::private_file_options()
             .read(true)
             .write(true)
@@ -539,8 +539,9 @@ struct Replayed {
     torn_at: Option<u64>,
 }
 
-/// Rebuilds `index` from the log's bytes.
-fn replay(path: &Path, bytes: &[u8], index: &mut Index) -> Result<Replayed, FileStoreError> {
+/// Rebuilds the index from the log's bytes: replays into a map by id, then
+/// builds the index in bulk (much faster than inserting one by one).
+fn replay(path: &Path, bytes: &[u8]) -> Result<(Index, Replayed), FileStoreError> {
     match format::check_header(bytes) {
         Ok(()) => {}
         Err(format::HeaderProblem::NotOurs) => return Err(FileStoreError::NotOurs { path: path.into() }),
@@ -563,28 +564,24 @@ fn replay(path: &Path, bytes: &[u8], index: &mut Index) -> Result<Replayed, File
         offset: offset as u64,
         reason,
     };
+    let mut live: HashMap<String, StoredAccessToken> = HashMap::new();
     let mut offset = format::HEADER_LEN;
     let mut dead = 0u64;
-    loop {
+    let torn_at = loop {
         match format::read_slot(bytes, offset) {
-            format::Slot::End => {
-                return Ok(Replayed {
-                    len: offset as u64,
-                    dead,
-                    torn_at: None,
-                })
-            }
+            format::Slot::End => break None,
             format::Slot::Record { payload, next } => {
                 match format::decode(payload).map_err(|why| damaged(offset, why))? {
                     format::Record::Insert(token) => {
-                        if let Err(Error::AlreadyExists { id }) = index.insert(token) {
-                            return Err(damaged(offset, format!("a second insert of token id {id}")));
+                        if let Some(first) = live.insert(token.id.clone(), token) {
+                            let why = format!("a second insert of token id {}", first.id);
+                            return Err(damaged(offset, why));
                         }
                     }
                     format::Record::Delete(ids) => {
                         dead += 1;
                         for id in &ids {
-                            if index.remove(id).is_some() {
+                            if live.remove(id).is_some() {
                                 dead += 1;
                             }
                         }
@@ -599,14 +596,16 @@ fn replay(path: &Path, bytes: &[u8], index: &mut Index) -> Result<Replayed, File
                         format!("{reason}, and an intact record follows at offset {intact}"),
                     ));
                 }
-                return Ok(Replayed {
-                    len: offset as u64,
-                    dead,
-                    torn_at: Some(offset as u64),
-                });
+                break Some(offset as u64);
             }
         }
-    }
+    };
+    let replayed = Replayed {
+        len: offset as u64,
+        dead,
+        torn_at,
+    };
+    Ok((Index::from_tokens(live), replayed))
 }
 
 /// The flusher: writes and syncs queued records batch by batch until the
