@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
@@ -13,6 +14,27 @@ use crate::urn::Urn;
 
 /// Records in listing order, shared between the indexes.
 type Ordered = BTreeMap<ListingKey, Arc<StoredAccessToken>>;
+
+/// FxHash (as in rustc): for temporary maps over our own records only.
+#[derive(Default)]
+struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type BuildFastHasher = BuildHasherDefault<FastHasher>;
 
 /// A [`TokenStore`] in process memory: fast, and gone when the process ends.
 ///
@@ -78,48 +100,66 @@ impl fmt::Debug for MemoryTokenStore {
 }
 
 impl Index {
-    /// An index of these tokens (keyed by their ids), built in bulk: one sort
-    /// then sequential tree building, several times faster than inserting a
-    /// million tokens one by one (the file store's open).
+    /// The index of `by_id`'s tokens, built in bulk: one sort, then trees
+    /// built from sorted runs without searching them, several times faster
+    /// than inserting a million tokens one by one (the file store's open).
+    /// `tokens` holds the same records, best in memory order, which makes
+    /// the passes over them sequential.
     #[cfg_attr(not(feature = "fs"), allow(dead_code))]
-    pub(crate) fn from_tokens(tokens: HashMap<String, StoredAccessToken>) -> Self {
-        let mut by_id = HashMap::with_capacity(tokens.len());
-        let mut entries: Vec<(ListingKey, Arc<StoredAccessToken>)> = Vec::with_capacity(tokens.len());
-        for (id, token) in tokens {
-            let token = Arc::new(token);
-            entries.push((ListingKey::of(&token), token.clone()));
-            by_id.insert(id, token);
+    pub(crate) fn from_tokens(
+        by_id: HashMap<String, Arc<StoredAccessToken>>,
+        tokens: Vec<Arc<StoredAccessToken>>,
+    ) -> Self {
+        debug_assert_eq!(by_id.len(), tokens.len());
+        // Number the owners and actors, so grouping needs no hashing and
+        // never touches the records again. The map is temporary and keyed
+        // by our own records, so a fast unkeyed hash is safe.
+        let mut numbers: HashMap<&Urn, usize, BuildFastHasher> = HashMap::default();
+        let mut urns: Vec<&Urn> = Vec::new();
+        let mut number = |urn| {
+            *numbers.entry(urn).or_insert_with(|| {
+                urns.push(urn);
+                urns.len() - 1
+            })
+        };
+        let mut entries = Vec::with_capacity(tokens.len());
+        for token in &tokens {
+            let owner = number(&token.info.owner_urn);
+            let actor = number(&token.info.actor_urn);
+            entries.push((ListingKey::of(token), token.clone(), owner, actor));
         }
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        // Pushed in listing order, each group is sorted too.
-        let mut owners: HashMap<Urn, Vec<(ListingKey, Arc<StoredAccessToken>)>> = HashMap::new();
-        let mut actors: HashMap<Urn, Vec<(ListingKey, Arc<StoredAccessToken>)>> = HashMap::new();
-        for (key, token) in &entries {
-            for (groups, urn) in [
-                (&mut owners, &token.info.owner_urn),
-                (&mut actors, &token.info.actor_urn),
-            ] {
-                let entry = (key.clone(), token.clone());
-                match groups.get_mut(urn) {
-                    Some(group) => group.push(entry),
-                    None => {
-                        groups.insert(urn.clone(), vec![entry]);
-                    }
-                }
-            }
+        let mut sizes = vec![[0usize; 2]; urns.len()];
+        for (_, _, owner, actor) in &entries {
+            sizes[*owner][0] += 1;
+            sizes[*actor][1] += 1;
         }
-        // `from_iter` of sorted input builds the tree without searching it.
-        let tree = |groups: HashMap<Urn, Vec<_>>| -> HashMap<Urn, Ordered> {
+        let mut owners: Vec<Vec<(ListingKey, Arc<StoredAccessToken>)>> =
+            sizes.iter().map(|s| Vec::with_capacity(s[0])).collect();
+        let mut actors: Vec<Vec<(ListingKey, Arc<StoredAccessToken>)>> =
+            sizes.iter().map(|s| Vec::with_capacity(s[1])).collect();
+        // Pushed in listing order, each group is sorted too.
+        for (key, token, owner, actor) in &entries {
+            owners[*owner].push((key.clone(), token.clone()));
+            actors[*actor].push((key.clone(), token.clone()));
+        }
+        let tree = |groups: Vec<Vec<(ListingKey, Arc<StoredAccessToken>)>>| -> HashMap<Urn, Ordered> {
             groups
                 .into_iter()
-                .map(|(urn, group)| (urn, group.into_iter().collect()))
+                .enumerate()
+                .filter(|(_, group)| !group.is_empty())
+                .map(|(n, group)| (urns[n].clone(), group.into_iter().collect()))
                 .collect()
         };
+        let (by_owner, by_actor) = (tree(owners), tree(actors));
         Index {
             by_id,
-            all: entries.into_iter().collect(),
-            by_owner: tree(owners),
-            by_actor: tree(actors),
+            all: entries
+                .into_iter()
+                .map(|(key, token, _, _)| (key, token))
+                .collect(),
+            by_owner,
+            by_actor,
         }
     }
 
