@@ -64,6 +64,12 @@ impl Scale {
     }
 }
 
+/// Keys a rolled deployment still accepts (never used to sign here).
+const PREVIOUS_KEYS: [&str; 2] = [
+    "bench-previous-signing-key-one-0123456789abcdef",
+    "bench-previous-signing-key-two-0123456789abcdef",
+];
+
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
         .build()
@@ -190,6 +196,28 @@ fn bench_validate(c: &mut Criterion, scale: &Scale) {
     });
     group.bench_function("datahub", |b| {
         let ValidateFixture { service, tokens, .. } = fixture();
+        let mut i = 0;
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % tokens.len();
+            let token = &tokens[i];
+            async move { service.validate_access_token(token).await.expect("valid") }
+        })
+    });
+    // The same tokens (signed by the current key) through a service that also
+    // lists two previous keys: key rotation must not cost the common case.
+    let rolled = OnceCell::new();
+    let rolled = || {
+        rolled.get_or_init(|| {
+            let ValidateFixture { store, .. } = fixture();
+            let config = config()
+                .with_previous_signing_keys([PREVIOUS_KEYS[0], PREVIOUS_KEYS[1]])
+                .expect("bench previous keys");
+            DataHubTokenService::new(config, store.clone(), Policies::datahub_defaults())
+        })
+    };
+    group.bench_function("datahub_with_previous_keys", |b| {
+        let ValidateFixture { tokens, .. } = fixture();
+        let service = rolled();
         let mut i = 0;
         b.to_async(&rt).iter(|| {
             i = (i + 1) % tokens.len();
@@ -433,6 +461,12 @@ fn print_ratios(dir: &Path, since: SystemTime) {
         "validate/datahub",
         "validate/floor",
         "<= 1.6x",
+    );
+    ratio(
+        "validate: with 2 previous keys / without",
+        "validate/datahub_with_previous_keys",
+        "validate/datahub",
+        "~1.0x",
     );
     ratio(
         "validate: peer / datahub",

@@ -10,6 +10,9 @@ use crate::error::{Error, Result};
 
 /// Environment variable holding the signing key.
 pub const ENV_SIGNING_KEY: &str = "DATAHUB_TOKEN_SERVICE_SIGNING_KEY";
+/// Environment variable listing previous signing keys, comma separated:
+/// they still verify tokens they signed but never sign new ones.
+pub const ENV_PREVIOUS_SIGNING_KEYS: &str = "DATAHUB_TOKEN_SERVICE_PREVIOUS_SIGNING_KEYS";
 /// Environment variable holding the salt for token ids.
 pub const ENV_SALT: &str = "DATAHUB_TOKEN_SERVICE_SALT";
 /// Environment variable holding the issuer (`iss` claim).
@@ -57,6 +60,7 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone)]
 pub struct TokenServiceConfig {
     pub(crate) signing_key: Secret,
+    pub(crate) previous_signing_keys: Vec<Secret>,
     pub(crate) salt: Secret,
     pub(crate) issuer: String,
     pub(crate) durations: DurationPolicy,
@@ -70,22 +74,13 @@ impl TokenServiceConfig {
     /// [`MIN_SIGNING_KEY_BYTES`] (DataHub accepts both; we do not).
     pub fn new(signing_key: impl Into<String>, salt: impl Into<String>) -> Result<Self> {
         let (signing_key, salt) = (signing_key.into(), salt.into());
-        if signing_key.is_empty() {
-            return Err(Error::Config(format!(
-                "the signing key ({ENV_SIGNING_KEY}) is empty"
-            )));
-        }
-        if signing_key.len() < MIN_SIGNING_KEY_BYTES {
-            return Err(Error::Config(format!(
-                "the signing key ({ENV_SIGNING_KEY}) is {} bytes; at least {MIN_SIGNING_KEY_BYTES} are required",
-                signing_key.len()
-            )));
-        }
+        check_signing_key(&signing_key, &format!("the signing key ({ENV_SIGNING_KEY})"))?;
         if salt.is_empty() {
             return Err(Error::Config(format!("the salt ({ENV_SALT}) is empty")));
         }
         Ok(TokenServiceConfig {
             signing_key: Secret(signing_key),
+            previous_signing_keys: Vec::new(),
             salt: Secret(salt),
             issuer: DEFAULT_ISSUER.to_owned(),
             durations: DurationPolicy::default(),
@@ -108,8 +103,9 @@ impl TokenServiceConfig {
 
     /// Reads DataHub's environment variables ([`ENV_SIGNING_KEY`],
     /// [`ENV_SALT`], [`ENV_ISSUER`], [`ENV_ALLOW_NO_EXPIRY`],
-    /// [`ENV_ALLOWED_DURATIONS`], [`ENV_SESSION_DURATION_MS`]). Key and salt
-    /// are required: unlike DataHub there is no silent public default.
+    /// [`ENV_ALLOWED_DURATIONS`], [`ENV_SESSION_DURATION_MS`]) and ours
+    /// ([`ENV_PREVIOUS_SIGNING_KEYS`]). Key and salt are required: unlike
+    /// DataHub there is no silent public default.
     pub fn from_env() -> Result<Self> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -120,6 +116,13 @@ impl TokenServiceConfig {
             lookup(name).ok_or_else(|| Error::Config(format!("environment variable {name} is not set")))
         };
         let mut config = Self::new(required(ENV_SIGNING_KEY)?, required(ENV_SALT)?)?;
+        if let Some(keys) = lookup(ENV_PREVIOUS_SIGNING_KEYS) {
+            // Empty items (a trailing comma, an empty variable) are skipped.
+            let keys = keys.split(',').map(str::trim).filter(|k| !k.is_empty());
+            config = config
+                .with_previous_signing_keys(keys)
+                .map_err(|e| Error::Config(format!("{ENV_PREVIOUS_SIGNING_KEYS}: {e}")))?;
+        }
         if let Some(issuer) = lookup(ENV_ISSUER) {
             config = config.with_issuer(issuer)?;
         }
@@ -155,6 +158,39 @@ impl TokenServiceConfig {
         }
         self.issuer = issuer;
         Ok(self)
+    }
+
+    /// Sets the keys of earlier deployments, to roll the signing key without
+    /// invalidating every token at once: tokens signed by any of them still
+    /// validate, new tokens are signed by the current key only. Removing a
+    /// key later invalidates exactly the tokens it signed (token ids depend
+    /// on the salt alone, so stored records stay valid).
+    ///
+    /// Each key is checked like the current one (at least
+    /// [`MIN_SIGNING_KEY_BYTES`]); replaces any previous keys set before.
+    pub fn with_previous_signing_keys<K: Into<String>>(
+        mut self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<Self> {
+        let mut previous = Vec::new();
+        for (i, key) in keys.into_iter().enumerate() {
+            let key = key.into();
+            check_signing_key(&key, &format!("previous signing key #{}", i + 1))?;
+            if key == *self.signing_key.expose() {
+                return Err(Error::Config(format!(
+                    "previous signing key #{} is the current signing key",
+                    i + 1
+                )));
+            }
+            previous.push(Secret(key));
+        }
+        self.previous_signing_keys = previous;
+        Ok(self)
+    }
+
+    /// How many previous signing keys still verify tokens.
+    pub fn previous_signing_key_count(&self) -> usize {
+        self.previous_signing_keys.len()
     }
 
     /// Sets which token lifetimes may be requested.
@@ -193,6 +229,20 @@ impl TokenServiceConfig {
     pub fn expose_salt(&self) -> &str {
         self.salt.expose()
     }
+}
+
+/// The checks every signing key passes; `what` names the key, never shows it.
+fn check_signing_key(key: &str, what: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::Config(format!("{what} is empty")));
+    }
+    if key.len() < MIN_SIGNING_KEY_BYTES {
+        return Err(Error::Config(format!(
+            "{what} is {} bytes; at least {MIN_SIGNING_KEY_BYTES} are required",
+            key.len()
+        )));
+    }
+    Ok(())
 }
 
 fn random_secret() -> Result<String> {
@@ -262,6 +312,55 @@ mod tests {
             (ENV_SESSION_DURATION_MS, "-1")
         ])
         .is_err());
+    }
+
+    #[test]
+    fn previous_signing_keys() {
+        const OLD: &str = "an older key of at least thirty-two bytes";
+        let config = TokenServiceConfig::new(KEY, "s")
+            .unwrap()
+            .with_previous_signing_keys([OLD])
+            .unwrap();
+        assert_eq!(config.previous_signing_key_count(), 1);
+        let printed = format!("{config:?}");
+        assert!(!printed.contains(OLD) && !printed.contains(KEY), "{printed}");
+        let err = |r: Result<TokenServiceConfig>| r.unwrap_err().to_string();
+        let base = || TokenServiceConfig::new(KEY, "s").unwrap();
+        assert!(err(base().with_previous_signing_keys([OLD, "short"]))
+            .contains("previous signing key #2 is 5 bytes; at least 32"));
+        assert!(err(base().with_previous_signing_keys([""])).contains("previous signing key #1 is empty"));
+        assert!(err(base().with_previous_signing_keys([KEY])).contains("is the current signing key"));
+        let env = from(&[
+            (ENV_SIGNING_KEY, KEY),
+            (ENV_SALT, "s"),
+            (
+                ENV_PREVIOUS_SIGNING_KEYS,
+                &format!(" {OLD} , {}, ", "x".repeat(32)),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(env.previous_signing_key_count(), 2);
+        assert_eq!(env.previous_signing_keys[0].expose(), OLD);
+        let bad = err(from(&[
+            (ENV_SIGNING_KEY, KEY),
+            (ENV_SALT, "s"),
+            (ENV_PREVIOUS_SIGNING_KEYS, "tooshort"),
+        ]));
+        assert!(
+            bad.contains(ENV_PREVIOUS_SIGNING_KEYS) && bad.contains("at least 32"),
+            "{bad}"
+        );
+        assert!(!bad.contains("tooshort"), "{bad}");
+        assert_eq!(
+            from(&[
+                (ENV_SIGNING_KEY, KEY),
+                (ENV_SALT, "s"),
+                (ENV_PREVIOUS_SIGNING_KEYS, "")
+            ])
+            .unwrap()
+            .previous_signing_key_count(),
+            0
+        );
     }
 
     #[test]
