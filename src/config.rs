@@ -245,6 +245,98 @@ fn check_signing_key(key: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Name of the file, inside a data directory, where
+/// [`TokenServiceConfig::load_or_generate_in`] keeps a generated key and salt.
+#[cfg(feature = "fs")]
+pub const SECRETS_FILE_NAME: &str = "token-service-secrets.json";
+
+/// The key file's content. No `Debug`: it holds secrets.
+#[cfg(feature = "fs")]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SecretsFile {
+    signing_key: String,
+    salt: String,
+}
+
+#[cfg(feature = "fs")]
+impl TokenServiceConfig {
+    /// Settings for a service that keeps its data in `dir`, with zero
+    /// configuration and never a public default key.
+    ///
+    /// When [`ENV_SIGNING_KEY`] and [`ENV_SALT`] are set this is
+    /// [`from_env`](Self::from_env). When neither is set, the key and salt
+    /// come from [`SECRETS_FILE_NAME`] in `dir`, which is created on first
+    /// use (directory 0700, file 0600, written atomically and durably) with a
+    /// fresh random key and salt; the other settings still come from the
+    /// environment. Setting only one of the two is an error.
+    pub fn load_or_generate_in(dir: impl AsRef<std::path::Path>) -> Result<Self> {
+        Self::load_or_generate_with(dir.as_ref(), |name| std::env::var(name).ok())
+    }
+
+    fn load_or_generate_with(dir: &std::path::Path, lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        match (lookup(ENV_SIGNING_KEY), lookup(ENV_SALT)) {
+            (Some(_), Some(_)) => return Self::from_lookup(lookup),
+            (None, None) => {}
+            _ => {
+                return Err(Error::Config(format!(
+                    "set both {ENV_SIGNING_KEY} and {ENV_SALT}, or neither to use the ones kept in {}",
+                    dir.join(SECRETS_FILE_NAME).display()
+                )))
+            }
+        }
+        let secrets = load_or_create_secrets(dir)?;
+        Self::from_lookup(|name| match name {
+            ENV_SIGNING_KEY => Some(secrets.signing_key.clone()),
+            ENV_SALT => Some(secrets.salt.clone()),
+            other => lookup(other),
+        })
+        .map_err(|e| match e {
+            Error::Config(why) => {
+                Error::Config(format!("{why} (in {})", dir.join(SECRETS_FILE_NAME).display()))
+            }
+            other => other,
+        })
+    }
+}
+
+#[cfg(feature = "fs")]
+fn load_or_create_secrets(dir: &std::path::Path) -> Result<SecretsFile> {
+    use crate::store::file::fsutil;
+    let path = dir.join(SECRETS_FILE_NAME);
+    let storage = |what: &str, e: std::io::Error| Error::storage(format!("{what} {}", path.display()), e);
+    let read = || -> Result<Option<SecretsFile>> {
+        match std::fs::read(&path) {
+            // serde_json's messages can quote the input: report only where.
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::Config(format!(
+                    "{} is not a key file (expected JSON {{\"signingKey\": ..., \"salt\": ...}}; \
+                     problem at line {} column {})",
+                    path.display(),
+                    e.line(),
+                    e.column()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(storage("reading", e)),
+        }
+    };
+    if let Some(secrets) = read()? {
+        return Ok(secrets);
+    }
+    fsutil::create_private_dir(dir).map_err(|e| storage("creating the directory of", e))?;
+    let fresh = SecretsFile {
+        signing_key: random_secret()?,
+        salt: random_secret()?,
+    };
+    let json = serde_json::to_vec_pretty(&fresh).expect("two strings serialize");
+    if fsutil::create_new_durably(&path, &json).map_err(|e| storage("writing", e))? {
+        return Ok(fresh);
+    }
+    // Another process created it first: use theirs, so both agree.
+    read()?.ok_or_else(|| Error::Config(format!("{} vanished while being created", path.display())))
+}
+
 fn random_secret() -> Result<String> {
     let mut bytes = [0u8; 32];
     SystemRandom::new()
@@ -312,6 +404,64 @@ mod tests {
             (ENV_SESSION_DURATION_MS, "-1")
         ])
         .is_err());
+    }
+
+    #[cfg(feature = "fs")]
+    #[test]
+    fn key_and_salt_are_generated_once_and_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let none = |_: &str| None;
+        let first = TokenServiceConfig::load_or_generate_with(&dir, none).unwrap();
+        let again = TokenServiceConfig::load_or_generate_with(&dir, none).unwrap();
+        assert_eq!(first.expose_signing_key(), again.expose_signing_key());
+        assert_eq!(first.expose_salt(), again.expose_salt());
+        assert_ne!(first.expose_signing_key(), DATAHUB_DEFAULT_SIGNING_KEY);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir), 0o700);
+            assert_eq!(mode(&dir.join(SECRETS_FILE_NAME)), 0o600);
+        }
+        // The environment wins when both are set; one alone is an error.
+        let env = |name: &str| match name {
+            ENV_SIGNING_KEY => Some(KEY.to_owned()),
+            ENV_SALT => Some("s".to_owned()),
+            _ => None,
+        };
+        let from_env = TokenServiceConfig::load_or_generate_with(&dir, env).unwrap();
+        assert_eq!(from_env.expose_signing_key(), KEY);
+        let only_key = |name: &str| (name == ENV_SIGNING_KEY).then(|| KEY.to_owned());
+        let err = TokenServiceConfig::load_or_generate_with(&dir, only_key).unwrap_err();
+        assert!(err.to_string().contains("set both"), "{err}");
+        // Other settings still come from the environment.
+        let issuer = |name: &str| (name == ENV_ISSUER).then(|| "me".to_owned());
+        assert_eq!(
+            TokenServiceConfig::load_or_generate_with(&dir, issuer)
+                .unwrap()
+                .issuer(),
+            "me"
+        );
+    }
+
+    #[cfg(feature = "fs")]
+    #[test]
+    fn a_bad_key_file_is_named_without_quoting_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(SECRETS_FILE_NAME);
+        std::fs::write(&path, r#"{"signingKey": "s3cr3t-value", "salt": 5}"#).unwrap();
+        let err = TokenServiceConfig::load_or_generate_with(tmp.path(), |_| None).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(SECRETS_FILE_NAME) && text.contains("line 1"),
+            "{text}"
+        );
+        assert!(!text.contains("s3cr3t"), "{text}");
+        std::fs::write(&path, r#"{"signingKey": "short", "salt": "x"}"#).unwrap();
+        let err = TokenServiceConfig::load_or_generate_with(tmp.path(), |_| None).unwrap_err();
+        assert!(err.to_string().contains("at least 32"), "{err}");
+        assert!(err.to_string().contains(SECRETS_FILE_NAME), "{err}");
     }
 
     #[test]

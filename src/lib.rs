@@ -42,6 +42,9 @@
 //!
 //! # Features
 //!
+//! * `fs` (default): [`FileTokenStore`], a durable, crash-safe store in a
+//!   local directory, and [`TokenServiceConfig::load_or_generate_in`], which
+//!   keeps a generated key and salt there.
 //! * `test-util`: the store conformance suite ([`store::conformance`]) for
 //!   testing your own [`TokenStore`].
 //! * `postgres`: [`PostgresTokenStore`](store::PostgresTokenStore), tokens in
@@ -67,6 +70,8 @@ mod urn;
 pub use audit::{AuditEvent, AuditEventKind, AuditSink, RecordingAuditSink, TracingAuditSink};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{AccessTokenClaims, TokenCodec, MAX_TOKEN_BYTES, VERSION_STATEFUL, VERSION_STATELESS};
+#[cfg(feature = "fs")]
+pub use config::SECRETS_FILE_NAME;
 pub use config::{
     TokenServiceConfig, DEFAULT_ISSUER, DEFAULT_SESSION_DURATION_MS, ENV_ALLOWED_DURATIONS,
     ENV_ALLOW_NO_EXPIRY, ENV_ISSUER, ENV_PREVIOUS_SIGNING_KEYS, ENV_SALT, ENV_SESSION_DURATION_MS,
@@ -83,5 +88,7 @@ pub use policy::{Policies, PolicyEngine, Privilege, ROLE_ADMIN, ROLE_EDITOR, ROL
 pub use service::{
     DataHubTokenService, TokenService, ValidatedAccessToken, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS,
 };
+#[cfg(feature = "fs")]
+pub use store::FileTokenStore;
 pub use store::{MemoryTokenStore, TokenStore};
 pub use urn::Urn;

@@ -8,6 +8,8 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::model::StoredAccessToken;
 
+#[cfg(feature = "fs")]
+pub mod file;
 mod memory;
 mod query;
 
@@ -17,6 +19,8 @@ pub mod conformance;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 
+#[cfg(feature = "fs")]
+pub use file::{FileStoreOptions, FileStoreStats, FileTokenStore};
 pub use memory::MemoryTokenStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresTokenStore;

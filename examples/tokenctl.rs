@@ -1,0 +1,234 @@
+//! `tokenctl`: an operator's tool for the tokens in a [`FileTokenStore`]
+//! directory: bootstrap the first admin token, then list, validate, revoke
+//! and purge, without writing code.
+//!
+//! ```sh
+//! cargo run --example tokenctl -- create --actor urn:li:corpuser:datahub --name bootstrap --duration ONE_DAY
+//! cargo run --example tokenctl -- list
+//! cargo run --example tokenctl -- validate -            # the token on standard input
+//! cargo run --example tokenctl -- revoke 'TOKEN_ID'
+//! cargo run --example tokenctl -- purge-expired
+//! ```
+//!
+//! It acts with operator rights (it holds the key and the files), so no
+//! policy applies. Output is JSON on standard output in DataHub's GraphQL
+//! shapes; errors go to standard error with exit code 1 (2 for bad usage).
+//! The key and salt come from `DATAHUB_TOKEN_SERVICE_SIGNING_KEY` and
+//! `DATAHUB_TOKEN_SERVICE_SALT`, or when both are unset from a file in the
+//! data directory, generated on first use (`TokenServiceConfig::load_or_generate_in`).
+
+use std::error::Error;
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use datahub_access_tokens::{
+    AccessTokenDuration, AccessTokenType, CreateAccessTokenInput, DataHubTokenService, FacetFilterInput,
+    FileTokenStore, ListAccessTokenInput, Policies, Privilege, TokenService, TokenServiceConfig, Urn,
+    ROOT_USER,
+};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(
+    name = "tokenctl",
+    about = "Create, list, validate, revoke and purge DataHub access tokens kept in a local directory"
+)]
+struct Cli {
+    /// Directory holding the tokens (and the generated key and salt, unless
+    /// DATAHUB_TOKEN_SERVICE_SIGNING_KEY and DATAHUB_TOKEN_SERVICE_SALT are set).
+    #[arg(long, global = true, value_name = "DIR", default_value = "./datahub-tokens")]
+    data_dir: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a personal access token; prints it once (GraphQL `AccessToken`).
+    Create(CreateArgs),
+    /// List token metadata (GraphQL `ListAccessTokenResult`).
+    List {
+        /// Only tokens created by this urn.
+        #[arg(long, value_name = "URN")]
+        owner: Option<String>,
+        /// Only tokens acting as this urn.
+        #[arg(long, value_name = "URN")]
+        actor: Option<String>,
+        /// Offset of the first token.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        start: i64,
+        /// Most tokens to print.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        count: i64,
+    },
+    /// Revoke (delete) a token by its id; prints `true`.
+    Revoke {
+        /// The token id, as `list` shows it.
+        token_id: String,
+    },
+    /// Check a token: signature, expiry, not revoked; prints its claims.
+    Validate {
+        /// The token, or `-` to read it from standard input.
+        token: String,
+    },
+    /// Delete every expired token and compact the files; prints their ids.
+    PurgeExpired,
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("lifetime").required(true).args(["duration", "duration_iso"])))]
+struct CreateArgs {
+    /// The user the token acts as, e.g. urn:li:corpuser:datahub.
+    #[arg(long, value_name = "URN")]
+    actor: String,
+    /// Name of the token.
+    #[arg(long)]
+    name: String,
+    /// ONE_HOUR, ONE_DAY, ONE_WEEK, ONE_MONTH, THREE_MONTHS, SIX_MONTHS,
+    /// ONE_YEAR or NO_EXPIRY (if ACCESS_TOKEN_ALLOW_NO_EXPIRY=true).
+    #[arg(long, value_name = "ENUM", value_parser = parse_duration)]
+    duration: Option<AccessTokenDuration>,
+    /// An ISO-8601 lifetime such as P30D or PT1H.
+    #[arg(long, value_name = "ISO")]
+    duration_iso: Option<String>,
+    /// Free text.
+    #[arg(long)]
+    description: Option<String>,
+    /// Who is recorded as the creator; defaults to the actor.
+    #[arg(long, value_name = "URN")]
+    owner: Option<String>,
+}
+
+fn parse_duration(text: &str) -> Result<AccessTokenDuration, String> {
+    text.parse()
+        .map_err(|e: datahub_access_tokens::Error| e.to_string())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(output) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&output).expect("JSON values serialize")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("tokenctl: error: {error}");
+            let mut last = error.to_string();
+            let mut source = error.source();
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if text != last {
+                    eprintln!("  caused by: {text}");
+                }
+                last = text;
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<Value, Box<dyn Error>> {
+    let config = TokenServiceConfig::load_or_generate_in(&cli.data_dir)?;
+    let store = FileTokenStore::open(&cli.data_dir).await?;
+    let output = execute(cli.command, config, store.clone()).await;
+    store.close().await?;
+    output
+}
+
+/// A service in which `operator` may do anything: the tool holds the key and
+/// the files, so a policy could not stop its user anyway.
+fn service(config: TokenServiceConfig, store: FileTokenStore, operator: &Urn) -> DataHubTokenService {
+    let policies = Policies::none().with_grant(operator.clone(), Privilege::ManageAccessTokens);
+    DataHubTokenService::new(config, store, policies)
+}
+
+async fn execute(
+    command: Command,
+    config: TokenServiceConfig,
+    store: FileTokenStore,
+) -> Result<Value, Box<dyn Error>> {
+    let operator = Urn::parse(ROOT_USER)?;
+    Ok(match command {
+        Command::Create(args) => {
+            let owner = Urn::parse(args.owner.as_deref().unwrap_or(&args.actor))
+                .map_err(|e| format!("--owner: {e}"))?;
+            let input = CreateAccessTokenInput {
+                token_type: AccessTokenType::Personal,
+                actor_urn: args.actor,
+                duration: args.duration,
+                duration_iso: args.duration_iso,
+                name: args.name,
+                description: args.description,
+            };
+            let created = service(config, store, &owner)
+                .create_access_token(&owner, input)
+                .await?;
+            serde_json::to_value(&created)?
+        }
+        Command::List {
+            owner,
+            actor,
+            start,
+            count,
+        } => {
+            let mut filters = Vec::new();
+            for (field, urn) in [("ownerUrn", owner), ("actorUrn", actor)] {
+                if let Some(urn) = urn {
+                    let urn = Urn::parse(urn).map_err(|e| format!("--{}: {e}", &field[..5]))?;
+                    filters.push(FacetFilterInput::equal(field, &[urn.as_str()]));
+                }
+            }
+            let input = ListAccessTokenInput {
+                start: Some(start),
+                count: Some(count),
+                filters: Some(filters),
+            };
+            let listed = service(config, store, &operator)
+                .list_access_tokens(&operator, &input)
+                .await?;
+            serde_json::to_value(&listed)?
+        }
+        Command::Revoke { token_id } => {
+            let revoked = service(config, store, &operator)
+                .revoke_access_token(&operator, &token_id)
+                .await?;
+            json!(revoked)
+        }
+        Command::Validate { token } => {
+            let token = if token == "-" {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .map_err(|e| format!("reading the token from standard input: {e}"))?;
+                let text = text.trim().to_owned();
+                if text.is_empty() {
+                    return Err("no token on standard input".into());
+                }
+                text
+            } else {
+                token
+            };
+            let validated = service(config, store, &operator)
+                .validate_access_token(&token)
+                .await?;
+            json!({
+                "actorUrn": validated.actor,
+                "tokenId": validated.token_id,
+                "claims": validated.claims,
+            })
+        }
+        Command::PurgeExpired => {
+            let purged = service(config, store.clone(), &operator).purge_expired().await?;
+            store.compact().await?;
+            json!({ "purged": purged.len(), "tokenIds": purged })
+        }
+    })
+}

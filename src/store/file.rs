@@ -1,0 +1,1025 @@
+//! [`FileTokenStore`]: token records in a local directory, durable and
+//! crash safe (feature `fs`).
+//!
+//! # Durability
+//!
+//! Every acknowledged [`insert`](TokenStore::insert), [`delete`](TokenStore::delete)
+//! and [`delete_expired`](TokenStore::delete_expired) is on disk before the call
+//! returns: its record is appended to the log and the log is `fdatasync`ed;
+//! after a rename (compaction, first creation) the directory is fsynced too.
+//! Concurrent writers share one fsync (group commit): while one batch is being
+//! synced the next one gathers every record submitted meanwhile. The
+//! in-memory index (the same one [`MemoryTokenStore`]
+//! uses) changes only after a record is durable, so reads never show what a
+//! crash could take back.
+//!
+//! Blocking file I/O runs on tokio's blocking pool (`spawn_blocking`); outside
+//! a tokio runtime it runs on the calling thread.
+//!
+//! # Files
+//!
+//! The directory (created with mode 0700; files 0600) holds:
+//!
+//! | file | what |
+//! |---|---|
+//! | `tokens.log` | the log, below |
+//! | `tokens.lock` | held with an exclusive OS lock while a store has the directory open |
+//! | `tokens.log.compact` | a compaction in progress; removed on open if a crash left it |
+//!
+//! # On-disk format of `tokens.log` (version 1)
+//!
+//! All integers are little-endian. The file starts with a 16-byte header:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0..8 | magic `DHATLOG\0` |
+//! | 8..12 | format version, `u32` (this build writes and reads 1) |
+//! | 12..16 | CRC-32 (IEEE) of bytes 0..12 |
+//!
+//! Records follow, one after another:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0..4 | `len`: payload length, `u32`, 1 to 2^30 |
+//! | 4..8 | CRC-32 of the 4 `len` bytes followed by the payload |
+//! | 8..8+len | payload |
+//!
+//! A payload starts with a kind byte. Text is `u32` byte length + UTF-8;
+//! optional fields are a byte `0` (absent) or `1` followed by the value.
+//!
+//! * `1` insert: `id`, `name`, `actorUrn`, `ownerUrn` (texts), `createdAt`
+//!   (`i64` ms), optional `expiresAt` (`i64` ms), optional `description` (text).
+//! * `2` delete: `u32` count, then that many token ids (texts).
+//!
+//! The plaintext token is never written: only its id and its info.
+//!
+//! Replaying the records in order rebuilds the store. On open, a record
+//! that is damaged or cut short with no intact record after it is the torn
+//! tail of a write that a crash interrupted, which was therefore never
+//! acknowledged: it is cut off. Damage followed by intact records is
+//! corruption and fails the open with the file and the byte offset, as do a
+//! foreign file and a newer format version.
+//!
+//! # Compaction
+//!
+//! Revoked and purged tokens leave dead records behind. Once the dead records
+//! outnumber both the live tokens and a threshold
+//! ([`FileStoreOptions::with_compaction_threshold`]), the writer rewrites the
+//! live tokens to `tokens.log.compact`, syncs it, renames it over
+//! `tokens.log` and syncs the directory. The rewrite costs time in proportion
+//! to the live tokens and happens only after as many dead records have been
+//! appended, so writes cost O(1) amortized and the files stay proportional to
+//! the live tokens. Writes wait while a compaction runs; reads do not.
+//! Expired tokens are dropped once deleted (by [`delete_expired`], by DataHub's
+//! cleanup job or by validating them); a compaction deletes nothing by itself.
+//!
+//! [`delete_expired`]: TokenStore::delete_expired
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use tokio::sync::oneshot;
+
+use super::memory::Index;
+use super::{ListPage, ListQuery, MemoryTokenStore, TokenStore};
+use crate::error::{Error, Result};
+use crate::model::StoredAccessToken;
+
+mod format;
+pub(crate) mod fsutil;
+#[cfg(test)]
+mod tests;
+
+/// Name of the log file inside the store's directory.
+pub const LOG_FILE_NAME: &str = "tokens.log";
+/// Name of the lock file inside the store's directory.
+pub const LOCK_FILE_NAME: &str = "tokens.lock";
+const COMPACT_FILE_NAME: &str = "tokens.log.compact";
+/// Bytes buffered per write while compacting.
+const COMPACT_CHUNK: usize = 1 << 20;
+
+/// Tuning for a [`FileTokenStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStoreOptions {
+    compaction_threshold: u64,
+}
+
+impl Default for FileStoreOptions {
+    /// Compaction after at least 1024 dead records.
+    fn default() -> Self {
+        FileStoreOptions {
+            compaction_threshold: 1024,
+        }
+    }
+}
+
+impl FileStoreOptions {
+    /// Compacts only once at least `dead_records` (and at least as many as
+    /// there are live tokens) have accumulated; at least 1.
+    pub fn with_compaction_threshold(mut self, dead_records: u64) -> Self {
+        self.compaction_threshold = dead_records.max(1);
+        self
+    }
+}
+
+/// Counters describing a [`FileTokenStore`], for monitoring and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FileStoreStats {
+    /// Tokens in the store.
+    pub live_tokens: usize,
+    /// Size of `tokens.log` in bytes.
+    pub log_bytes: u64,
+    /// Records in the log that a compaction would drop.
+    pub dead_records: u64,
+    /// Log fsyncs since open (group commit makes this lower than the writes).
+    pub syncs: u64,
+    /// Compactions since open.
+    pub compactions: u64,
+}
+
+/// A [`TokenStore`] in a local directory: durable, crash safe, and held
+/// exclusively by one open store at a time (see the [module docs](self) for
+/// the guarantees and the on-disk format).
+///
+/// Clones share the same open store. All tokens are also kept in memory,
+/// indexed for listing, so reads never touch the disk.
+///
+/// ```
+/// use datahub_access_tokens::store::FileTokenStore;
+/// use datahub_access_tokens::TokenStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> datahub_access_tokens::Result<()> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// # let dir = tmp.path().join("tokens");
+/// let store = FileTokenStore::open(&dir).await?;
+/// assert!(!store.contains("HnMJylxuowJ1FKN74BbGogLvXCS4w+fsd3MZdI35+8A=").await?);
+/// store.close().await?; // optional: dropping it is as safe
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct FileTokenStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    log_path: PathBuf,
+    memory: MemoryTokenStore,
+    options: FileStoreOptions,
+    state: Mutex<State>,
+    writer: Mutex<Writer>,
+    lock: File,
+    log_bytes: AtomicU64,
+    dead_records: AtomicU64,
+    syncs: AtomicU64,
+    compactions: AtomicU64,
+    #[cfg(test)]
+    faults: tests::Faults,
+}
+
+/// Decisions not yet durable, and the writes waiting for the flusher.
+#[derive(Default)]
+struct State {
+    /// The state each id will have once every queued write lands.
+    pending: HashMap<String, Pending>,
+    queue: Vec<u8>,
+    ops: Vec<Op>,
+    next_seq: u64,
+    /// Whether a flusher is running (it exits when the queue is empty).
+    flushing: bool,
+    /// Why writes are refused after an I/O failure that left the log uncertain.
+    poisoned: Option<String>,
+    closed: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    seq: u64,
+    /// `Some(expires_at)` if the id will be present, `None` if absent.
+    present: Option<Option<i64>>,
+}
+
+struct Op {
+    seq: u64,
+    apply: Apply,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+/// What an acknowledged op does to the in-memory index.
+enum Apply {
+    Insert(StoredAccessToken),
+    Delete(Vec<String>),
+    /// Nothing: the op only waits for the writes queued before it.
+    Barrier,
+    /// Rewrite the log now.
+    Compact,
+}
+
+struct Writer {
+    file: File,
+    len: u64,
+    dead: u64,
+    /// No automatic compaction before this many dead records (backs off
+    /// after a failed attempt).
+    next_compaction_at: u64,
+}
+
+/// The file store's own failures; callers see them as [`Error::Storage`].
+#[derive(Debug, thiserror::Error)]
+enum FileStoreError {
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "the token store {} is already open by another process (or by another FileTokenStore in this one)",
+        dir.display()
+    )]
+    Locked { dir: PathBuf },
+    #[error("{} is not a DataHub token log (its header is missing or foreign)", path.display())]
+    NotOurs { path: PathBuf },
+    #[error(
+        "{} is a token log of format version {version}; this build reads version {} only, so upgrade it",
+        path.display(),
+        format::FORMAT_VERSION
+    )]
+    NewerVersion { path: PathBuf, version: u32 },
+    #[error("token log {} is damaged at offset {offset}: {reason}", path.display())]
+    Damaged {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error(
+        "the token store {} refuses writes after an I/O failure ({reason}); reopen it",
+        dir.display()
+    )]
+    Poisoned { dir: PathBuf, reason: String },
+    #[error("the token store {} is closed", dir.display())]
+    Closed { dir: PathBuf },
+    #[error("not written: an earlier write to {} in the same batch failed ({reason})", path.display())]
+    Aborted { path: PathBuf, reason: String },
+}
+
+impl From<FileStoreError> for Error {
+    fn from(e: FileStoreError) -> Self {
+        match e {
+            FileStoreError::Io { context, source } => Error::storage(context, source),
+            other => Error::storage(other.to_string(), other),
+        }
+    }
+}
+
+fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> FileStoreError {
+    let context = context.into();
+    move |source| FileStoreError::Io { context, source }
+}
+
+impl FileTokenStore {
+    /// Opens the store in `dir`, creating the directory and an empty log if
+    /// missing, and replays the log into memory.
+    ///
+    /// Fails with [`Error::Storage`] if another store has the directory open
+    /// (in this process or another), if the log is damaged anywhere but a
+    /// torn tail, is not a token log, or has a newer format version.
+    pub async fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(dir, FileStoreOptions::default()).await
+    }
+
+    /// [`open`](Self::open) with tuning options.
+    pub async fn open_with(dir: impl AsRef<Path>, options: FileStoreOptions) -> Result<Self> {
+        let dir = dir.as_ref().to_owned();
+        off_executor(move || Ok(Self::open_blocking(dir, options)?)).await
+    }
+
+    /// The directory holding the store.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Counters: live tokens, log size, dead records, fsyncs, compactions.
+    pub fn stats(&self) -> FileStoreStats {
+        let s = &self.shared;
+        FileStoreStats {
+            live_tokens: s.memory.len(),
+            log_bytes: s.log_bytes.load(Ordering::Relaxed),
+            dead_records: s.dead_records.load(Ordering::Relaxed),
+            syncs: s.syncs.load(Ordering::Relaxed),
+            compactions: s.compactions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Rewrites the log with only the live tokens now, rather than when the
+    /// dead records reach the threshold (an operator's tool calls this after
+    /// a large purge).
+    pub async fn compact(&self) -> Result<()> {
+        self.submit(|_, _| Ok(Plan::Write(Vec::new(), Apply::Compact, ())))
+            .await
+    }
+
+    /// Waits for every write submitted before, then refuses further writes
+    /// on every clone and releases the directory, so it can be opened again
+    /// at once. Dropping the last clone without closing is just as safe (every
+    /// acknowledged write is already durable); it releases the directory then.
+    pub async fn close(self) -> Result<()> {
+        let flushed = self.submit(|_, _| Ok(Plan::Wait(()))).await;
+        self.shared.state().closed = true;
+        let released = self.shared.lock.unlock().map_err(io_error(format!(
+            "releasing the lock on {}",
+            self.shared.dir.display()
+        )));
+        flushed?;
+        Ok(released?)
+    }
+
+    fn open_blocking(dir: PathBuf, options: FileStoreOptions) -> Result<Self, FileStoreError> {
+        fsutil::create_private_dir(&dir).map_err(io_error(format!(
+            "creating the token store directory {}",
+            dir.display()
+        )))?;
+        let lock_path = dir.join(LOCK_FILE_NAME);
+        let lock = fsutil::private_file_options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io_error(format!("opening {}", lock_path.display())))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(FileStoreError::Locked { dir }),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(io_error(format!("locking {}", lock_path.display()))(e))
+            }
+        }
+        // A crash during compaction leaves this behind; the log is intact.
+        let compact_path = dir.join(COMPACT_FILE_NAME);
+        match fs::remove_file(&compact_path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io_error(format!("removing {}", compact_path.display()))(e))
+            }
+            _ => {}
+        }
+        let log_path = dir.join(LOG_FILE_NAME);
+        if !log_path.exists() {
+            fsutil::create_new_durably(&log_path, &format::header())
+                .map_err(io_error(format!("creating {}", log_path.display())))?;
+        }
+        let bytes = fs::read(&log_path).map_err(io_error(format!("reading {}", log_path.display())))?;
+        let (index, replayed) = replay(&log_path, &bytes)?;
+        drop(bytes);
+        let memory = MemoryTokenStore::from_index(index);
+        let mut file = fsutil::private_file_options()
+            .read(true)
+            .write(true)
+            .open(&log_path)
+            .map_err(io_error(format!("opening {}", log_path.display())))?;
+        if let Some(torn_at) = replayed.torn_at {
+            // Cut the torn tail off for good, so appends follow intact records.
+            file.set_len(torn_at)
+                .and_then(|()| file.sync_all())
+                .map_err(io_error(format!(
+                    "cutting the torn tail off {} at offset {torn_at}",
+                    log_path.display()
+                )))?;
+        }
+        file.seek(SeekFrom::Start(replayed.len))
+            .map_err(io_error(format!("seeking in {}", log_path.display())))?;
+        let threshold = options.compaction_threshold;
+        let shared = Shared {
+            dir,
+            log_path,
+            memory,
+            options,
+            state: Mutex::new(State::default()),
+            writer: Mutex::new(Writer {
+                file,
+                len: replayed.len,
+                dead: replayed.dead,
+                next_compaction_at: threshold,
+            }),
+            lock,
+            log_bytes: AtomicU64::new(replayed.len),
+            dead_records: AtomicU64::new(replayed.dead),
+            syncs: AtomicU64::new(0),
+            compactions: AtomicU64::new(0),
+            #[cfg(test)]
+            faults: tests::Faults::default(),
+        };
+        {
+            let mut writer = shared.writer();
+            if shared.compaction_due(&writer) {
+                // Not fatal: the log is intact, and the next batch retries.
+                let _ = shared.compact(&mut writer);
+            }
+        }
+        Ok(FileTokenStore {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// Decides an op under the state lock, queues its record, and waits for
+    /// it to be durable. `decide` sees the index and the pending decisions.
+    async fn submit<T>(&self, decide: impl FnOnce(&State, &Index) -> Result<Plan<T>>) -> Result<T> {
+        let (receiver, start, answer) = {
+            let mut state = self.shared.state();
+            if state.closed {
+                return Err(FileStoreError::Closed {
+                    dir: self.shared.dir.clone(),
+                }
+                .into());
+            }
+            if let Some(reason) = &state.poisoned {
+                return Err(FileStoreError::Poisoned {
+                    dir: self.shared.dir.clone(),
+                    reason: reason.clone(),
+                }
+                .into());
+            }
+            let plan = decide(&state, &self.shared.memory.read())?;
+            let seq = state.next_seq;
+            state.next_seq += 1;
+            let (apply, answer) = match plan {
+                Plan::Done(answer) => return Ok(answer),
+                // Depends on a pending write: answer once it has landed.
+                Plan::Wait(answer) => (Apply::Barrier, answer),
+                Plan::Write(record, apply, answer) => {
+                    state.queue.extend_from_slice(&record);
+                    (apply, answer)
+                }
+            };
+            match &apply {
+                Apply::Insert(token) => {
+                    let present = Some(token.info.expires_at);
+                    state.pending.insert(token.id.clone(), Pending { seq, present });
+                }
+                Apply::Delete(ids) => {
+                    for id in ids {
+                        state.pending.insert(id.clone(), Pending { seq, present: None });
+                    }
+                }
+                Apply::Barrier | Apply::Compact => {}
+            }
+            let (reply, receiver) = oneshot::channel();
+            state.ops.push(Op { seq, apply, reply });
+            let start = !state.flushing;
+            state.flushing = true;
+            (receiver, start, answer)
+        };
+        if start {
+            // Before any await, so a dropped future cannot strand the queue.
+            self.start_flusher();
+        }
+        match receiver.await {
+            Ok(result) => result.map(|()| answer),
+            Err(_) => Err(Error::storage(
+                format!("writing to the token store {}", self.shared.dir.display()),
+                "the writer stopped before confirming this write (is the runtime shutting down?)",
+            )),
+        }
+    }
+
+    fn start_flusher(&self) {
+        let shared = self.shared.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(move || flush_loop(shared))),
+            Err(_) => flush_loop(shared),
+        }
+    }
+}
+
+/// What a mutating op decided.
+enum Plan<T> {
+    /// Answer now; nothing pending affects it.
+    Done(T),
+    /// Answer after the writes queued so far have landed.
+    Wait(T),
+    /// Append this record, apply this change, then answer.
+    Write(Vec<u8>, Apply, T),
+}
+
+impl State {
+    /// Whether `id` will be present once the queued writes land, its expiry
+    /// then, and whether that depends on a queued write.
+    fn lookup(&self, index: &Index, id: &str) -> (Option<Option<i64>>, bool) {
+        match self.pending.get(id) {
+            Some(p) => (p.present, true),
+            None => (index.get(id).map(|t| t.info.expires_at), false),
+        }
+    }
+}
+
+/// Runs `f` on tokio's blocking pool, or right here outside a runtime.
+async fn off_executor<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle
+            .spawn_blocking(f)
+            .await
+            .map_err(|e| Error::storage("the token store's blocking task failed", e))?,
+        Err(_) => f(),
+    }
+}
+
+struct Replayed {
+    /// Bytes of intact log.
+    len: u64,
+    dead: u64,
+    /// Where a torn tail was cut off, if one was.
+    torn_at: Option<u64>,
+}
+
+/// Rebuilds the index from the log's bytes: replays into a map by id, then
+/// builds the index in bulk (much faster than inserting one by one).
+fn replay(path: &Path, bytes: &[u8]) -> Result<(Index, Replayed), FileStoreError> {
+    match format::check_header(bytes) {
+        Ok(()) => {}
+        Err(format::HeaderProblem::NotOurs) => return Err(FileStoreError::NotOurs { path: path.into() }),
+        Err(format::HeaderProblem::Newer(version)) => {
+            return Err(FileStoreError::NewerVersion {
+                path: path.into(),
+                version,
+            })
+        }
+        Err(format::HeaderProblem::Damaged) => {
+            return Err(FileStoreError::Damaged {
+                path: path.into(),
+                offset: 0,
+                reason: "the header checksum does not match".into(),
+            })
+        }
+    }
+    let damaged = |offset: usize, reason: String| FileStoreError::Damaged {
+        path: path.into(),
+        offset: offset as u64,
+        reason,
+    };
+    // One thread checks and decodes records (allocation-heavy) while this
+    // one applies them (hash-heavy): opening a large store takes about half
+    // the time on two cores.
+    std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Decoded>(8);
+        scope.spawn(move || decode_all(bytes, &damaged, sender));
+        // Sized for a compacted log (about 140 bytes a token): no rehashing.
+        let mut live: HashMap<String, Arc<StoredAccessToken>> = HashMap::with_capacity(bytes.len() / 140);
+        // Every inserted record in file (and so memory) order; the live ones
+        // are those the map still shares.
+        let mut inserted: Vec<Arc<StoredAccessToken>> = Vec::with_capacity(bytes.len() / 140);
+        let mut dead = 0u64;
+        for decoded in receiver {
+            match decoded {
+                Decoded::Records(records) => {
+                    for (offset, record) in records {
+                        match record {
+                            DecodedRecord::Insert(token) => {
+                                inserted.push(token.clone());
+                                if let Some(first) = live.insert(token.id.clone(), token) {
+                                    let why = format!("a second insert of token id {}", first.id);
+                                    return Err(damaged(offset, why));
+                                }
+                            }
+                            DecodedRecord::Delete(ids) => {
+                                dead += 1;
+                                for id in &ids {
+                                    if live.remove(id).is_some() {
+                                        dead += 1;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                Decoded::End { len, torn } => {
+                    let replayed = Replayed {
+                        len: len as u64,
+                        dead,
+                        torn_at: torn.then_some(len as u64),
+                    };
+                    inserted.retain(|token| Arc::strong_count(token) > 1);
+                    drop(live);
+                    return Ok((Index::from_tokens(inserted), replayed));
+                }
+                Decoded::Failed(error) => return Err(error),
+            }
+        }
+        Err(damaged(0, "the log decoder stopped unexpectedly".into()))
+    })
+}
+
+/// What the decoding thread hands to the applying one.
+enum Decoded {
+    /// Records with their offsets, in file order.
+    Records(Vec<(usize, DecodedRecord)>),
+    /// The intact log ends at `len`; `torn`: a torn tail follows.
+    End {
+        len: usize,
+        torn: bool,
+    },
+    Failed(FileStoreError),
+}
+
+enum DecodedRecord {
+    Insert(Arc<StoredAccessToken>),
+    Delete(Vec<String>),
+}
+
+/// Checks and decodes every record, sending them on in batches; stops early
+/// if the receiver hangs up.
+fn decode_all(
+    bytes: &[u8],
+    damaged: &(impl Fn(usize, String) -> FileStoreError + Sync),
+    sender: std::sync::mpsc::SyncSender<Decoded>,
+) {
+    const BATCH: usize = 4096;
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut offset = format::HEADER_LEN;
+    let last = loop {
+        match format::read_slot(bytes, offset) {
+            format::Slot::End => {
+                break Decoded::End {
+                    len: offset,
+                    torn: false,
+                }
+            }
+            format::Slot::Record { payload, next } => {
+                let record = match format::decode(payload) {
+                    Ok(format::Record::Insert(token)) => DecodedRecord::Insert(Arc::new(token)),
+                    Ok(format::Record::Delete(ids)) => DecodedRecord::Delete(ids),
+                    Err(why) => break Decoded::Failed(damaged(offset, why)),
+                };
+                batch.push((offset, record));
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if sender.send(Decoded::Records(full)).is_err() {
+                        return;
+                    }
+                }
+                offset = next;
+            }
+            format::Slot::Bad(reason) => match format::intact_record_after(bytes, offset) {
+                Some(intact) => {
+                    let why = format!("{reason}, and an intact record follows at offset {intact}");
+                    break Decoded::Failed(damaged(offset, why));
+                }
+                None => {
+                    break Decoded::End {
+                        len: offset,
+                        torn: true,
+                    }
+                }
+            },
+        }
+    };
+    // Records before a failure are sent first, so the error is the one at
+    // the lowest offset.
+    if sender.send(Decoded::Records(batch)).is_ok() {
+        let _ = sender.send(last);
+    }
+}
+
+/// The flusher: writes and syncs queued records batch by batch until the
+/// queue is empty. Only one runs at a time.
+fn flush_loop(shared: Arc<Shared>) {
+    let mut shared = Some(shared);
+    loop {
+        let (replies, idle) = {
+            let s = shared.as_ref().expect("held until idle");
+            let replies = s.flush_batch();
+            let mut state = s.state();
+            let idle = state.ops.is_empty();
+            if idle {
+                state.flushing = false;
+            }
+            (replies, idle)
+        };
+        if idle {
+            // Let go of the store before acknowledging, so a caller that
+            // drops its last handle on the reply really releases the directory.
+            drop(shared.take());
+        }
+        for (reply, result) in replies {
+            let _ = reply.send(result);
+        }
+        if idle {
+            return;
+        }
+    }
+}
+
+type Reply = (oneshot::Sender<Result<()>>, Result<()>);
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Updates under this lock cannot panic midway.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn poison(&self, reason: String) {
+        self.state().poisoned.get_or_insert(reason);
+    }
+
+    /// Writes, syncs and applies everything queued; returns the replies.
+    fn flush_batch(&self) -> Vec<Reply> {
+        let (bytes, ops) = {
+            let mut state = self.state();
+            (std::mem::take(&mut state.queue), std::mem::take(&mut state.ops))
+        };
+        if ops.is_empty() {
+            return Vec::new();
+        }
+        let mut writer = self.writer();
+        if let Err(failure) = self.append(&mut writer, &bytes) {
+            // Later queued ops were decided assuming this batch lands: fail
+            // them too, and forget every pending decision.
+            let later = {
+                let mut state = self.state();
+                state.pending.clear();
+                state.queue.clear();
+                std::mem::take(&mut state.ops)
+            };
+            let reason = failure.to_string();
+            let mut failure = Some(failure);
+            return ops
+                .into_iter()
+                .chain(later)
+                .map(|op| {
+                    let error = match failure.take() {
+                        Some(first) => first.into(),
+                        None => FileStoreError::Aborted {
+                            path: self.log_path.clone(),
+                            reason: reason.clone(),
+                        }
+                        .into(),
+                    };
+                    (op.reply, Err(error))
+                })
+                .collect();
+        }
+        let last_seq = ops.last().map_or(0, |op| op.seq);
+        let mut replies = Vec::with_capacity(ops.len());
+        let mut touched = Vec::new();
+        let mut compact_requests = Vec::new();
+        {
+            let mut index = self.memory.write();
+            for op in ops {
+                match op.apply {
+                    Apply::Insert(token) => {
+                        touched.push(token.id.clone());
+                        let inserted = index.insert(token);
+                        debug_assert!(inserted.is_ok(), "inserts are decided against the index");
+                    }
+                    Apply::Delete(ids) => {
+                        writer.dead += 1;
+                        for id in ids {
+                            if index.remove(&id).is_some() {
+                                writer.dead += 1;
+                            }
+                            touched.push(id);
+                        }
+                    }
+                    Apply::Barrier => {}
+                    Apply::Compact => {
+                        compact_requests.push(op.reply);
+                        continue;
+                    }
+                }
+                replies.push((op.reply, Ok(())));
+            }
+        }
+        {
+            let mut state = self.state();
+            for id in touched {
+                if state.pending.get(&id).is_some_and(|p| p.seq <= last_seq) {
+                    state.pending.remove(&id);
+                }
+            }
+        }
+        if !compact_requests.is_empty() {
+            let result = self.compact(&mut writer).map_err(Error::from);
+            for reply in compact_requests {
+                let result = match &result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(Error::storage(e.to_string(), "the compaction failed")),
+                };
+                replies.push((reply, result));
+            }
+        } else if self.compaction_due(&writer) {
+            // The records are durable already; a failed compaction only
+            // leaves the log longer, and is retried after twice the garbage.
+            if self.compact(&mut writer).is_err() {
+                writer.next_compaction_at = writer.dead.saturating_mul(2);
+            }
+        }
+        self.dead_records.store(writer.dead, Ordering::Relaxed);
+        replies
+    }
+
+    /// Appends `bytes` and syncs. A failed write is undone (the file is cut
+    /// back), so the store stays usable; a failed sync leaves the file's
+    /// state unknown, so the store then refuses writes until reopened.
+    fn append(&self, writer: &mut Writer, bytes: &[u8]) -> Result<(), FileStoreError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if let Some(reason) = self.state().poisoned.clone() {
+            return Err(FileStoreError::Poisoned {
+                dir: self.dir.clone(),
+                reason,
+            });
+        }
+        let context = || format!("appending to {}", self.log_path.display());
+        if let Err(e) = self.write_bytes(&mut writer.file, bytes) {
+            let len = writer.len;
+            let undone = writer
+                .file
+                .set_len(len)
+                .and_then(|()| writer.file.seek(SeekFrom::Start(len)));
+            if let Err(undo) = undone {
+                self.poison(format!("a failed append could not be undone: {undo}"));
+            }
+            return Err(io_error(context())(e));
+        }
+        if let Err(e) = self.sync(&writer.file) {
+            self.poison(format!("fsync of {} failed: {e}", self.log_path.display()));
+            return Err(io_error(format!("syncing {}", self.log_path.display()))(e));
+        }
+        writer.len += bytes.len() as u64;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.log_bytes.store(writer.len, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn compaction_due(&self, writer: &Writer) -> bool {
+        let live = self.memory.len() as u64;
+        writer.dead
+            >= live
+                .max(writer.next_compaction_at)
+                .max(self.options.compaction_threshold)
+    }
+
+    /// Rewrites the log with the live tokens: new file, sync, rename, sync
+    /// the directory. Only the flusher (holding the writer) changes the
+    /// index, so the snapshot is consistent.
+    fn compact(&self, writer: &mut Writer) -> Result<(), FileStoreError> {
+        let tmp = self.dir.join(COMPACT_FILE_NAME);
+        let built = (|| {
+            let mut file = fsutil::private_file_options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            let mut chunk = Vec::with_capacity(COMPACT_CHUNK + 4096);
+            chunk.extend_from_slice(&format::header());
+            let mut len = 0u64;
+            let index = self.memory.read();
+            for token in index.values() {
+                format::encode_insert(&mut chunk, token);
+                if chunk.len() >= COMPACT_CHUNK {
+                    self.write_bytes(&mut file, &chunk)?;
+                    len += chunk.len() as u64;
+                    chunk.clear();
+                }
+            }
+            drop(index);
+            self.write_bytes(&mut file, &chunk)?;
+            len += chunk.len() as u64;
+            self.sync(&file)?;
+            Ok((file, len))
+        })();
+        let (file, len) = match built.and_then(|built| fs::rename(&tmp, &self.log_path).map(|()| built)) {
+            Ok(built) => built,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(io_error(format!("compacting {}", self.log_path.display()))(e));
+            }
+        };
+        // The rename happened: appends must go to the new file from now on.
+        writer.file = file;
+        writer.len = len;
+        writer.dead = 0;
+        writer.next_compaction_at = self.options.compaction_threshold;
+        self.log_bytes.store(len, Ordering::Relaxed);
+        self.dead_records.store(0, Ordering::Relaxed);
+        self.compactions.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = fsutil::sync_dir(&self.dir) {
+            self.poison(format!("fsync of directory {} failed: {e}", self.dir.display()));
+            return Err(io_error(format!("syncing {}", self.dir.display()))(e));
+        }
+        Ok(())
+    }
+
+    fn write_bytes(&self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(kind) = self.faults.take_write() {
+            // A full disk typically accepts part of a write first.
+            file.write_all(&bytes[..bytes.len() / 2])?;
+            return Err(io::Error::from(kind));
+        }
+        file.write_all(bytes)
+    }
+
+    fn sync(&self, file: &File) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(kind) = self.faults.before_sync(self) {
+            return Err(io::Error::from(kind));
+        }
+        file.sync_data()
+    }
+}
+
+impl fmt::Debug for FileTokenStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileTokenStore")
+            .field("dir", &self.shared.dir)
+            .field("tokens", &self.shared.memory.len())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl TokenStore for FileTokenStore {
+    async fn insert(&self, token: StoredAccessToken) -> Result<()> {
+        let mut record = Vec::with_capacity(256);
+        format::encode_insert(&mut record, &token);
+        self.submit(move |state, index| {
+            Ok(match state.lookup(index, &token.id) {
+                (Some(_), false) => return Err(Error::AlreadyExists { id: token.id }),
+                (Some(_), true) => Plan::Wait(Err(Error::AlreadyExists { id: token.id })),
+                (None, _) => Plan::Write(record, Apply::Insert(token), Ok(())),
+            })
+        })
+        .await?
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<StoredAccessToken>> {
+        self.shared.memory.get(id).await
+    }
+
+    async fn contains(&self, id: &str) -> Result<bool> {
+        self.shared.memory.contains(id).await
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool> {
+        self.submit(|state, index| {
+            Ok(match state.lookup(index, id) {
+                (None, false) => Plan::Done(false),
+                (None, true) => Plan::Wait(false),
+                (Some(_), _) => {
+                    let mut record = Vec::with_capacity(64);
+                    format::encode_delete(&mut record, std::iter::once(id));
+                    Plan::Write(record, Apply::Delete(vec![id.to_owned()]), true)
+                }
+            })
+        })
+        .await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<ListPage> {
+        self.shared.memory.list(query).await
+    }
+
+    async fn delete_expired(&self, now_ms: i64) -> Result<Vec<String>> {
+        self.submit(|state, index| {
+            let expired = |at: Option<i64>| at.is_some_and(|at| at < now_ms);
+            let mut ids: Vec<String> = index
+                .expired_ids(now_ms)
+                .into_iter()
+                .filter(|id| !state.pending.contains_key(id))
+                .collect();
+            ids.extend(
+                state
+                    .pending
+                    .iter()
+                    .filter(|(_, p)| p.present.is_some_and(expired))
+                    .map(|(id, _)| id.clone()),
+            );
+            Ok(if ids.is_empty() {
+                if state.pending.is_empty() {
+                    Plan::Done(ids)
+                } else {
+                    Plan::Wait(ids)
+                }
+            } else {
+                let mut record = Vec::with_capacity(ids.len() * 50 + 16);
+                format::encode_delete(&mut record, ids.iter().map(String::as_str));
+                Plan::Write(record, Apply::Delete(ids.clone()), ids)
+            })
+        })
+        .await
+    }
+}

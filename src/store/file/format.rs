@@ -1,0 +1,357 @@
+//! The bytes of the token log: its header and its checksummed records (the
+//! layout is documented on the parent module).
+
+use crate::model::{DataHubAccessTokenInfo, StoredAccessToken};
+use crate::urn::Urn;
+
+/// First bytes of every token log.
+pub(crate) const MAGIC: [u8; 8] = *b"DHATLOG\0";
+/// The format this build writes and reads.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Magic, version, header checksum.
+pub(crate) const HEADER_LEN: usize = 16;
+/// Payload length and checksum before each payload.
+pub(crate) const RECORD_HEADER_LEN: usize = 8;
+/// Largest payload accepted (a purge of millions of ids still fits).
+pub(crate) const MAX_PAYLOAD_LEN: usize = 1 << 30;
+
+const KIND_INSERT: u8 = 1;
+const KIND_DELETE: u8 = 2;
+
+/// One decoded log record.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Record {
+    /// A token was stored.
+    Insert(StoredAccessToken),
+    /// These tokens were deleted (revoked, or purged as expired).
+    Delete(Vec<String>),
+}
+
+/// The 16-byte file header.
+pub(crate) fn header() -> [u8; HEADER_LEN] {
+    let mut out = [0u8; HEADER_LEN];
+    out[..8].copy_from_slice(&MAGIC);
+    out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    let crc = crc32fast::hash(&out[..12]);
+    out[12..].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Why a file's header was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum HeaderProblem {
+    /// Not a token log at all.
+    NotOurs,
+    /// Our magic, but the header checksum fails.
+    Damaged,
+    /// A token log of a newer format than this build reads.
+    Newer(u32),
+}
+
+/// Checks the header at the start of `file`.
+pub(crate) fn check_header(file: &[u8]) -> Result<(), HeaderProblem> {
+    if file.len() < HEADER_LEN || file[..8] != MAGIC {
+        return Err(HeaderProblem::NotOurs);
+    }
+    let crc = u32::from_le_bytes(file[12..16].try_into().expect("4 bytes"));
+    if crc != crc32fast::hash(&file[..12]) {
+        return Err(HeaderProblem::Damaged);
+    }
+    match u32::from_le_bytes(file[8..12].try_into().expect("4 bytes")) {
+        FORMAT_VERSION => Ok(()),
+        newer if newer > FORMAT_VERSION => Err(HeaderProblem::Newer(newer)),
+        _ => Err(HeaderProblem::Damaged),
+    }
+}
+
+/// Appends a framed insert record for `token` to `out`.
+pub(crate) fn encode_insert(out: &mut Vec<u8>, token: &StoredAccessToken) {
+    frame(out, |p| {
+        p.push(KIND_INSERT);
+        let info = &token.info;
+        put_str(p, &token.id);
+        put_str(p, &info.name);
+        put_str(p, info.actor_urn.as_str());
+        put_str(p, info.owner_urn.as_str());
+        p.extend_from_slice(&info.created_at.to_le_bytes());
+        put_opt(p, info.expires_at, |p, at| p.extend_from_slice(&at.to_le_bytes()));
+        put_opt(p, info.description.as_deref(), put_str);
+    });
+}
+
+/// Appends a framed delete record for `ids` to `out`.
+pub(crate) fn encode_delete<'a>(out: &mut Vec<u8>, ids: impl ExactSizeIterator<Item = &'a str>) {
+    frame(out, |p| {
+        p.push(KIND_DELETE);
+        p.extend_from_slice(&len_u32(ids.len()).to_le_bytes());
+        for id in ids {
+            put_str(p, id);
+        }
+    });
+}
+
+/// Writes `len | crc32(len ‖ payload) | payload`, the payload by `body`.
+fn frame(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; RECORD_HEADER_LEN]);
+    body(out);
+    let len = len_u32(out.len() - start - RECORD_HEADER_LEN);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    let crc = record_crc(&out[start..start + 4], &out[start + RECORD_HEADER_LEN..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn record_crc(len: &[u8], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(len);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+// Every length we write is bounded far below 4 GiB by the service's checks
+// (names, urns, descriptions) and by MAX_PAYLOAD_LEN.
+fn len_u32(len: usize) -> u32 {
+    u32::try_from(len).expect("record parts are shorter than 4 GiB")
+}
+
+fn put_str(p: &mut Vec<u8>, s: &str) {
+    p.extend_from_slice(&len_u32(s.len()).to_le_bytes());
+    p.extend_from_slice(s.as_bytes());
+}
+
+fn put_opt<T>(p: &mut Vec<u8>, value: Option<T>, put: impl FnOnce(&mut Vec<u8>, T)) {
+    match value {
+        None => p.push(0),
+        Some(v) => {
+            p.push(1);
+            put(p, v);
+        }
+    }
+}
+
+/// What lies at an offset of the log.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Slot<'a> {
+    /// The end of the file, exactly.
+    End,
+    /// An intact record (checksum verified) and the offset after it.
+    Record { payload: &'a [u8], next: usize },
+    /// Bytes that are not an intact record, and why.
+    Bad(&'static str),
+}
+
+/// Reads the framed record starting at `offset` of `file`.
+pub(crate) fn read_slot(file: &[u8], offset: usize) -> Slot<'_> {
+    let rest = &file[offset.min(file.len())..];
+    if rest.is_empty() {
+        return Slot::End;
+    }
+    if rest.len() < RECORD_HEADER_LEN {
+        return Slot::Bad("the record header is cut short");
+    }
+    let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+    if len == 0 || len > MAX_PAYLOAD_LEN {
+        return Slot::Bad("the record length is impossible");
+    }
+    let Some(payload) = rest.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len) else {
+        return Slot::Bad("the record runs past the end of the file");
+    };
+    if crc != record_crc(&rest[..4], payload) {
+        return Slot::Bad("the record checksum does not match");
+    }
+    Slot::Record {
+        payload,
+        next: offset + RECORD_HEADER_LEN + len,
+    }
+}
+
+/// Whether an intact record starts anywhere after `offset`. A crash can only
+/// tear the tail (the unacknowledged last batch), so damage followed by an
+/// intact record is corruption, never a torn write. A random byte run passes
+/// the CRC with odds of 2^-32, and zero fill never does (length 0 is refused).
+pub(crate) fn intact_record_after(file: &[u8], offset: usize) -> Option<usize> {
+    (offset + 1..file.len()).find(|&p| matches!(read_slot(file, p), Slot::Record { .. }))
+}
+
+/// Decodes a payload whose checksum already matched.
+pub(crate) fn decode(payload: &[u8]) -> Result<Record, String> {
+    let mut r = Reader { bytes: payload };
+    let record = match r.u8()? {
+        KIND_INSERT => {
+            let id = r.string()?;
+            let name = r.string()?;
+            let actor_urn = r.urn("actorUrn")?;
+            let owner_urn = r.urn("ownerUrn")?;
+            let created_at = r.i64()?;
+            let expires_at = if r.flag()? { Some(r.i64()?) } else { None };
+            let description = if r.flag()? { Some(r.string()?) } else { None };
+            Record::Insert(StoredAccessToken {
+                id,
+                info: DataHubAccessTokenInfo {
+                    name,
+                    actor_urn,
+                    owner_urn,
+                    created_at,
+                    expires_at,
+                    description,
+                },
+            })
+        }
+        KIND_DELETE => {
+            let count = r.u32()? as usize;
+            // Each id takes at least its 4-byte length: bound the allocation.
+            if count > r.bytes.len() / 4 {
+                return Err(format!("delete record claims {count} ids"));
+            }
+            let ids = (0..count).map(|_| r.string()).collect::<Result<_, _>>()?;
+            Record::Delete(ids)
+        }
+        kind => return Err(format!("unknown record kind {kind}")),
+    };
+    if !r.bytes.is_empty() {
+        return Err(format!("{} unexpected bytes after the record", r.bytes.len()));
+    }
+    Ok(record)
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.bytes.len() < n {
+            return Err("the record ends too early".into());
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn flag(&mut self) -> Result<bool, String> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(format!("bad presence flag {other}")),
+        }
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        let len = self.u32()? as usize;
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| "a text field is not UTF-8".into())
+    }
+
+    fn urn(&mut self, field: &str) -> Result<Urn, String> {
+        Urn::parse(self.string()?).map_err(|e| format!("{field}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(description: Option<&str>, expires_at: Option<i64>) -> StoredAccessToken {
+        StoredAccessToken {
+            id: "HnMJylxuowJ1FKN74BbGogLvXCS4w+fsd3MZdI35+8A=".into(),
+            info: DataHubAccessTokenInfo {
+                name: "ünï 🚀".into(),
+                actor_urn: Urn::corp_user("alice").unwrap(),
+                owner_urn: Urn::corp_user("admin").unwrap(),
+                created_at: -5,
+                expires_at,
+                description: description.map(Into::into),
+            },
+        }
+    }
+
+    fn one_record(bytes: &[u8]) -> Record {
+        match read_slot(bytes, 0) {
+            Slot::Record { payload, next } => {
+                assert_eq!(next, bytes.len());
+                decode(payload).unwrap()
+            }
+            other => panic!("expected a record, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn records_round_trip() {
+        for t in [
+            token(None, None),
+            token(Some(""), Some(i64::MAX)),
+            token(Some("d"), Some(-1)),
+        ] {
+            let mut out = Vec::new();
+            encode_insert(&mut out, &t);
+            assert_eq!(one_record(&out), Record::Insert(t));
+        }
+        let mut out = Vec::new();
+        encode_delete(&mut out, ["a", "b+/="].into_iter());
+        assert_eq!(one_record(&out), Record::Delete(vec!["a".into(), "b+/=".into()]));
+    }
+
+    #[test]
+    fn header_checks() {
+        assert_eq!(check_header(&header()), Ok(()));
+        assert_eq!(check_header(b"{\"json\": true}    "), Err(HeaderProblem::NotOurs));
+        assert_eq!(check_header(&header()[..10]), Err(HeaderProblem::NotOurs));
+        let mut newer = header();
+        newer[8..12].copy_from_slice(&7u32.to_le_bytes());
+        let crc = crc32fast::hash(&newer[..12]);
+        newer[12..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(check_header(&newer), Err(HeaderProblem::Newer(7)));
+        let mut damaged = header();
+        damaged[9] ^= 1;
+        assert_eq!(check_header(&damaged), Err(HeaderProblem::Damaged));
+    }
+
+    #[test]
+    fn every_damage_is_detected() {
+        let mut out = Vec::new();
+        encode_insert(&mut out, &token(Some("x"), Some(9)));
+        for i in 0..out.len() {
+            for bit in 0..8 {
+                let mut bad = out.clone();
+                bad[i] ^= 1 << bit;
+                assert!(
+                    matches!(read_slot(&bad, 0), Slot::Bad(_)),
+                    "flip of bit {bit} of byte {i} went unnoticed"
+                );
+            }
+        }
+        for cut in 1..out.len() {
+            assert!(matches!(read_slot(&out[..cut], 0), Slot::Bad(_)), "cut at {cut}");
+        }
+        assert_eq!(read_slot(&out, out.len()), Slot::End);
+        assert_eq!(
+            intact_record_after(&[0u8; 4096], 0),
+            None,
+            "zero fill is never a record"
+        );
+    }
+
+    #[test]
+    fn decode_refuses_malformed_payloads() {
+        assert!(decode(&[9]).unwrap_err().contains("unknown record kind 9"));
+        assert!(decode(&[KIND_DELETE, 255, 255, 255, 255])
+            .unwrap_err()
+            .contains("claims"));
+        assert!(decode(&[KIND_INSERT, 1, 0])
+            .unwrap_err()
+            .contains("ends too early"));
+    }
+}

@@ -1,0 +1,374 @@
+//! The file store: conformance, reopening, damage, locking, permissions and
+//! secrecy. (Crashes: `file_store_crash.rs`; injected I/O failures: the unit
+//! tests in `src/store/file/tests.rs`.)
+
+use std::path::{Path, PathBuf};
+
+use datahub_access_tokens::store::conformance::{self, sample_token};
+use datahub_access_tokens::store::file::{LOCK_FILE_NAME, LOG_FILE_NAME};
+use datahub_access_tokens::store::{FileStoreOptions, FileTokenStore, ListQuery};
+use datahub_access_tokens::{
+    AccessTokenDuration, CreateAccessTokenInput, DataHubTokenService, Error, ListAccessTokenInput, Policies,
+    StoredAccessToken, TokenService, TokenServiceConfig, TokenStore, Urn,
+};
+
+fn token(n: u64) -> StoredAccessToken {
+    let mut token = sample_token(n, "alice", 1_000 + n as i64, Some(10_000_000 + n as i64));
+    token.info.description = Some(format!("description {n}"));
+    token
+}
+
+async fn open(dir: &Path) -> FileTokenStore {
+    FileTokenStore::open(dir).await.expect("open")
+}
+
+async fn all(store: &FileTokenStore) -> Vec<StoredAccessToken> {
+    let mut tokens = store.list(&ListQuery::all(10_000)).await.unwrap().tokens;
+    tokens.sort_by(|a, b| a.id.cmp(&b.id));
+    tokens
+}
+
+fn open_error(result: datahub_access_tokens::Result<FileTokenStore>) -> String {
+    match result {
+        Err(e @ Error::Storage { .. }) => e.to_string(),
+        other => panic!("expected a storage error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn file_store_conforms() {
+    let mut dirs = Vec::new();
+    conformance::run_all(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        dirs.push(dir);
+        async move { FileTokenStore::open(path).await.unwrap() }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn file_store_conforms_when_compacting_constantly() {
+    let mut dirs = Vec::new();
+    conformance::run_all(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        dirs.push(dir);
+        let options = FileStoreOptions::default().with_compaction_threshold(1);
+        async move { FileTokenStore::open_with(path, options).await.unwrap() }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn everything_acknowledged_survives_close_and_drop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("nested/tokens");
+    let store = open(&dir).await;
+    for n in 0..50 {
+        store.insert(token(n)).await.unwrap();
+    }
+    for n in (0..50).step_by(3) {
+        assert!(store.delete(&token(n).id).await.unwrap());
+    }
+    let purged = store.delete_expired(10_000_000 + 10).await.unwrap();
+    assert_eq!(purged.len(), 6, "tokens 1, 2, 4, 5, 7, 8 had expired");
+    let expected = all(&store).await;
+    assert_eq!(expected.len(), 50 - 17 - 6);
+    store.close().await.unwrap();
+
+    // After a clean close.
+    let store = open(&dir).await;
+    assert_eq!(all(&store).await, expected);
+    store.insert(token(100)).await.unwrap();
+    assert!(store.delete(&token(49).id).await.unwrap());
+    let expected = all(&store).await;
+    drop(store);
+
+    // After a drop without close.
+    let store = open(&dir).await;
+    assert_eq!(all(&store).await, expected);
+    assert_eq!(store.get(&token(100).id).await.unwrap(), Some(token(100)));
+    assert!(store.stats().log_bytes > 0);
+}
+
+/// The index rebuilt at open answers every kind of query exactly like the
+/// one built insert by insert.
+#[tokio::test]
+async fn a_reopened_store_lists_exactly_as_before() {
+    use datahub_access_tokens::store::{Condition, Filter, TokenField};
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path()).await;
+    for n in 0..300u64 {
+        let owner = ["alice", "bob", "carol", "dave"][(n % 4) as usize];
+        let expires = (n % 5 != 0).then_some(5_000 + (n as i64 % 7) * 100);
+        let mut t = sample_token(n, owner, 1_000 + (n as i64 % 11), expires);
+        t.info.actor_urn = Urn::corp_user(&format!("robot{}", n % 3)).unwrap();
+        store.insert(t).await.unwrap();
+    }
+    for n in (0..300).step_by(7) {
+        store.delete(&conformance::token_id(n)).await.unwrap();
+    }
+    let filter = |field, condition, values: &[&str]| {
+        Filter::new(
+            field,
+            condition,
+            values.iter().map(|v| v.to_string()).collect(),
+            false,
+        )
+        .unwrap()
+    };
+    let queries = [
+        vec![],
+        vec![filter(
+            TokenField::OwnerUrn,
+            Condition::Equal,
+            &["urn:li:corpuser:bob"],
+        )],
+        vec![filter(
+            TokenField::ActorUrn,
+            Condition::In,
+            &["urn:li:corpuser:robot1", "urn:li:corpuser:robot2"],
+        )],
+        vec![
+            filter(TokenField::OwnerUrn, Condition::Equal, &["urn:li:corpuser:alice"]),
+            filter(TokenField::ExpiresAt, Condition::LessThan, &["5400"]),
+        ],
+    ];
+    let queries = &queries;
+    let pages = |store: FileTokenStore| async move {
+        let mut all = Vec::new();
+        for filters in queries {
+            for (start, count) in [(0, 1000), (5, 17), (250, 100)] {
+                let query = ListQuery {
+                    filters: filters.clone(),
+                    start,
+                    count,
+                };
+                all.push(store.list(&query).await.unwrap());
+            }
+        }
+        all
+    };
+    let before = pages(store.clone()).await;
+    drop(store);
+    assert_eq!(pages(open(tmp.path()).await).await, before);
+}
+
+#[tokio::test]
+async fn a_closed_store_refuses_writes_on_every_clone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path()).await;
+    let clone = store.clone();
+    store.insert(token(1)).await.unwrap();
+    store.close().await.unwrap();
+    let err = clone.insert(token(2)).await.unwrap_err();
+    assert!(err.to_string().contains("is closed"), "{err}");
+    assert_eq!(
+        clone.get(&token(1).id).await.unwrap(),
+        Some(token(1)),
+        "reads still work"
+    );
+    // The directory is free again even though a clone lives on.
+    let reopened = open(tmp.path()).await;
+    assert_eq!(reopened.stats().live_tokens, 1);
+}
+
+/// Writes a few records and returns the log's path and the record offsets.
+async fn log_with_records(dir: &Path, count: u64) -> (PathBuf, Vec<u64>) {
+    let store = open(dir).await;
+    let mut offsets = Vec::new();
+    for n in 0..count {
+        offsets.push(store.stats().log_bytes);
+        store.insert(token(n)).await.unwrap();
+    }
+    drop(store);
+    (dir.join(LOG_FILE_NAME), offsets)
+}
+
+#[tokio::test]
+async fn a_flipped_byte_mid_log_fails_the_open_naming_file_and_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, offsets) = log_with_records(tmp.path(), 10).await;
+    let mut bytes = std::fs::read(&log).unwrap();
+    let damaged_record = offsets[5];
+    bytes[damaged_record as usize + 30] ^= 0x40;
+    std::fs::write(&log, &bytes).unwrap();
+    let message = open_error(FileTokenStore::open(tmp.path()).await);
+    assert!(
+        message.contains(&format!("damaged at offset {damaged_record}")),
+        "{message}"
+    );
+    assert!(message.contains(&log.display().to_string()), "{message}");
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        bytes,
+        "a failed open changes nothing"
+    );
+    // A damaged length field is caught the same way.
+    bytes[damaged_record as usize + 30] ^= 0x40;
+    bytes[offsets[2] as usize + 1] ^= 0x10;
+    std::fs::write(&log, &bytes).unwrap();
+    let message = open_error(FileTokenStore::open(tmp.path()).await);
+    assert!(
+        message.contains(&format!("damaged at offset {}", offsets[2])),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_off_on_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, offsets) = log_with_records(tmp.path(), 10).await;
+    let full = std::fs::read(&log).unwrap();
+    for cut in [1, 8, 20, full.len() as u64 - offsets[9] - 1] {
+        std::fs::write(&log, &full[..full.len() - cut as usize]).unwrap();
+        let store = open(tmp.path()).await;
+        let tokens = all(&store).await;
+        assert_eq!(
+            tokens.len(),
+            9,
+            "cut {cut}: the torn record is dropped, the rest kept"
+        );
+        assert_eq!(store.get(&token(9).id).await.unwrap(), None);
+        assert_eq!(store.get(&token(8).id).await.unwrap(), Some(token(8)));
+        assert_eq!(store.stats().log_bytes, offsets[9], "the tail is cut off");
+        // New writes follow the intact records and survive a reopen.
+        store.insert(token(9)).await.unwrap();
+        drop(store);
+        let store = open(tmp.path()).await;
+        assert_eq!(all(&store).await.len(), 10);
+        drop(store);
+    }
+    // Zero fill after the last record (a file extended but never written).
+    let mut zeros = full.clone();
+    zeros.extend_from_slice(&[0u8; 700]);
+    std::fs::write(&log, &zeros).unwrap();
+    assert_eq!(all(&open(tmp.path()).await).await.len(), 10);
+}
+
+#[tokio::test]
+async fn foreign_and_newer_files_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join(LOG_FILE_NAME);
+    std::fs::write(&log, b"{\"tokens\": []}\n").unwrap();
+    let message = open_error(FileTokenStore::open(tmp.path()).await);
+    assert!(message.contains("is not a DataHub token log"), "{message}");
+
+    std::fs::remove_file(&log).unwrap();
+    log_with_records(tmp.path(), 1).await;
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32(&bytes[..12]);
+    bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&log, &bytes).unwrap();
+    let message = open_error(FileTokenStore::open(tmp.path()).await);
+    assert!(message.contains("format version 2"), "{message}");
+    assert!(message.contains("reads version 1"), "{message}");
+}
+
+// CRC-32 (IEEE), bit by bit: the test does not trust the crate's own.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= byte as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[tokio::test]
+async fn a_second_open_fails_while_the_first_is_alive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = open(tmp.path()).await;
+    first.insert(token(1)).await.unwrap();
+    let message = open_error(FileTokenStore::open(tmp.path()).await);
+    assert!(message.contains("already open by another process"), "{message}");
+    let clone = first.clone();
+    drop(first);
+    let message = open_error(FileTokenStore::open(tmp.path()).await);
+    assert!(
+        message.contains("already open"),
+        "a live clone still holds it: {message}"
+    );
+    drop(clone);
+    let second = open(tmp.path()).await;
+    assert_eq!(second.get(&token(1).id).await.unwrap(), Some(token(1)));
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tokens");
+    let store = open(&dir).await;
+    store.insert(token(1)).await.unwrap();
+    store.compact().await.unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join(LOG_FILE_NAME)), 0o600);
+    assert_eq!(mode(&dir.join(LOCK_FILE_NAME)), 0o600);
+}
+
+#[tokio::test]
+async fn an_unusable_directory_is_a_storage_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let message = open_error(FileTokenStore::open(file.join("tokens")).await);
+    assert!(message.contains("not-a-dir"), "{message}");
+}
+
+#[tokio::test]
+async fn the_plaintext_token_never_reaches_the_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let config = TokenServiceConfig::load_or_generate_in(&dir).unwrap();
+    let store = open(&dir).await;
+    let service = DataHubTokenService::new(config, store.clone(), Policies::datahub_defaults());
+    let me = Urn::corp_user("datahub").unwrap();
+    let mut tokens = Vec::new();
+    for n in 0..5 {
+        let input =
+            CreateAccessTokenInput::personal(me.as_str(), format!("t{n}"), AccessTokenDuration::OneDay)
+                .with_description("kept on disk");
+        tokens.push(service.create_access_token(&me, input).await.unwrap());
+    }
+    let listed = service
+        .list_access_tokens(&me, &ListAccessTokenInput::owned_by(&me, 10))
+        .await
+        .unwrap();
+    service
+        .revoke_access_token(&me, &listed.tokens[0].id)
+        .await
+        .unwrap();
+    store.compact().await.unwrap();
+    service
+        .revoke_access_token(&me, &listed.tokens[1].id)
+        .await
+        .unwrap();
+    drop(service);
+    drop(store);
+
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(b"kept on disk"), "the scan does read the records");
+    for token in &tokens {
+        let plaintext = token.expose_access_token();
+        assert!(!contains(plaintext.as_bytes()), "a plaintext token is on disk");
+        let signature = plaintext.rsplit('.').next().unwrap();
+        assert!(!contains(signature.as_bytes()), "a token's signature is on disk");
+    }
+    let store = open(&dir).await;
+    assert_eq!(store.stats().live_tokens, 3);
+}
