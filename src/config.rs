@@ -24,6 +24,12 @@ pub const ENV_ALLOWED_DURATIONS: &str = "ACCESS_TOKEN_ALLOWED_DURATIONS";
 /// Environment variable with the lifetime of session tokens in ms.
 pub const ENV_SESSION_DURATION_MS: &str = "SESSION_TOKEN_DURATION_MS";
 
+/// Environment variable with the most live tokens one owner may hold (a
+/// positive number, or `none` for no limit).
+pub const ENV_MAX_TOKENS_PER_OWNER: &str = "ACCESS_TOKEN_MAX_PER_OWNER";
+/// The default maximum of live tokens per owner.
+pub const DEFAULT_MAX_TOKENS_PER_OWNER: usize = 100;
+
 /// DataHub's default issuer.
 pub const DEFAULT_ISSUER: &str = "datahub-metadata-service";
 /// DataHub's default session token lifetime: one day.
@@ -65,6 +71,7 @@ pub struct TokenServiceConfig {
     pub(crate) issuer: String,
     pub(crate) durations: DurationPolicy,
     pub(crate) session_duration_ms: i64,
+    pub(crate) max_tokens_per_owner: Option<usize>,
 }
 
 impl TokenServiceConfig {
@@ -85,6 +92,7 @@ impl TokenServiceConfig {
             issuer: DEFAULT_ISSUER.to_owned(),
             durations: DurationPolicy::default(),
             session_duration_ms: DEFAULT_SESSION_DURATION_MS,
+            max_tokens_per_owner: Some(DEFAULT_MAX_TOKENS_PER_OWNER),
         })
     }
 
@@ -104,7 +112,7 @@ impl TokenServiceConfig {
     /// Reads DataHub's environment variables ([`ENV_SIGNING_KEY`],
     /// [`ENV_SALT`], [`ENV_ISSUER`], [`ENV_ALLOW_NO_EXPIRY`],
     /// [`ENV_ALLOWED_DURATIONS`], [`ENV_SESSION_DURATION_MS`]) and ours
-    /// ([`ENV_PREVIOUS_SIGNING_KEYS`]). Key and salt are required: unlike
+    /// ([`ENV_PREVIOUS_SIGNING_KEYS`], [`ENV_MAX_TOKENS_PER_OWNER`]). Key and salt are required: unlike
     /// DataHub there is no silent public default.
     pub fn from_env() -> Result<Self> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -122,6 +130,19 @@ impl TokenServiceConfig {
             config = config
                 .with_previous_signing_keys(keys)
                 .map_err(|e| Error::Config(format!("{ENV_PREVIOUS_SIGNING_KEYS}: {e}")))?;
+        }
+        if let Some(max) = lookup(ENV_MAX_TOKENS_PER_OWNER) {
+            let max = match max.trim() {
+                v if v.eq_ignore_ascii_case("none") => None,
+                v => Some(v.parse().map_err(|_| {
+                    Error::Config(format!(
+                        "{ENV_MAX_TOKENS_PER_OWNER} must be a positive number or none (got {max:?})"
+                    ))
+                })?),
+            };
+            config = config
+                .with_max_tokens_per_owner(max)
+                .map_err(|e| Error::Config(format!("{ENV_MAX_TOKENS_PER_OWNER}: {e}")))?;
         }
         if let Some(issuer) = lookup(ENV_ISSUER) {
             config = config.with_issuer(issuer)?;
@@ -186,6 +207,25 @@ impl TokenServiceConfig {
         }
         self.previous_signing_keys = previous;
         Ok(self)
+    }
+
+    /// Sets the most live (unexpired) tokens one owner may hold; creating
+    /// one more fails with [`Error::LimitExceeded`]. `None` removes the
+    /// limit; the default is [`DEFAULT_MAX_TOKENS_PER_OWNER`]. Zero is refused
+    /// (it would forbid every create).
+    pub fn with_max_tokens_per_owner(mut self, max: Option<usize>) -> Result<Self> {
+        if max == Some(0) {
+            return Err(Error::Config(
+                "the maximum number of tokens per owner must be at least 1 (use None for no limit)".into(),
+            ));
+        }
+        self.max_tokens_per_owner = max;
+        Ok(self)
+    }
+
+    /// The most live tokens one owner may hold; `None` if unlimited.
+    pub fn max_tokens_per_owner(&self) -> Option<usize> {
+        self.max_tokens_per_owner
     }
 
     /// How many previous signing keys still verify tokens.
@@ -511,6 +551,37 @@ mod tests {
             .previous_signing_key_count(),
             0
         );
+    }
+
+    #[test]
+    fn max_tokens_per_owner() {
+        let base = || TokenServiceConfig::new(KEY, "s").unwrap();
+        assert_eq!(base().max_tokens_per_owner(), Some(DEFAULT_MAX_TOKENS_PER_OWNER));
+        assert_eq!(
+            base()
+                .with_max_tokens_per_owner(None)
+                .unwrap()
+                .max_tokens_per_owner(),
+            None
+        );
+        assert!(base()
+            .with_max_tokens_per_owner(Some(0))
+            .unwrap_err()
+            .to_string()
+            .contains("at least 1"));
+        let env = |v: &str| {
+            from(&[
+                (ENV_SIGNING_KEY, KEY),
+                (ENV_SALT, "s"),
+                (ENV_MAX_TOKENS_PER_OWNER, v),
+            ])
+        };
+        assert_eq!(env(" 7 ").unwrap().max_tokens_per_owner(), Some(7));
+        assert_eq!(env("NONE").unwrap().max_tokens_per_owner(), None);
+        for bad in ["0", "-1", "lots"] {
+            let e = env(bad).unwrap_err().to_string();
+            assert!(e.contains(ENV_MAX_TOKENS_PER_OWNER), "{e}");
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::model::{
     ListAccessTokenInput, ListAccessTokenResult, StoredAccessToken,
 };
 use crate::policy::{PolicyEngine, Privilege};
-use crate::store::{ListQuery, TokenField, TokenStore};
+use crate::store::{ListQuery, OwnerLimit, TokenField, TokenStore};
 use crate::urn::Urn;
 
 /// Longest token name, in characters.
@@ -56,7 +56,9 @@ pub struct ValidatedAccessToken {
 #[async_trait]
 pub trait TokenService: Debug + Send + Sync + 'static {
     /// Mints a personal token and stores its record. The plaintext is in
-    /// the result and nowhere else.
+    /// the result and nowhere else. Fails with [`Error::LimitExceeded`] if
+    /// the caller (the owner) already holds the configured maximum of live
+    /// tokens.
     async fn create_access_token(&self, caller: &Urn, input: CreateAccessTokenInput) -> Result<AccessToken>;
 
     /// Lists token metadata matching the filters, one page at a time.
@@ -93,6 +95,7 @@ pub struct DataHubTokenService {
     codec: TokenCodec,
     durations: DurationPolicy,
     session_duration_ms: i64,
+    max_tokens_per_owner: Option<usize>,
     store: Arc<dyn TokenStore>,
     policies: Arc<dyn PolicyEngine>,
     clock: Arc<dyn Clock>,
@@ -107,6 +110,7 @@ impl DataHubTokenService {
             codec: TokenCodec::new(&config),
             durations: config.durations,
             session_duration_ms: config.session_duration_ms,
+            max_tokens_per_owner: config.max_tokens_per_owner,
             store: Arc::new(store),
             policies: Arc::new(policies),
             clock: Arc::new(SystemClock),
@@ -292,7 +296,11 @@ impl TokenService for DataHubTokenService {
                 description: input.description,
             },
         };
-        self.store.insert(stored.clone()).await?;
+        let limit = self.max_tokens_per_owner.map(|max_live| OwnerLimit {
+            max_live,
+            now_ms: created_at,
+        });
+        self.store.insert_within_limit(stored.clone(), limit).await?;
         self.audit(AuditEventKind::Created, Some(caller), Some(&stored.id));
         Ok(AccessToken::new(token, Some(stored.into())))
     }

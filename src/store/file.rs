@@ -87,9 +87,10 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 use super::memory::Index;
-use super::{ListPage, ListQuery, MemoryTokenStore, TokenStore};
+use super::{ListPage, ListQuery, MemoryTokenStore, OwnerLimit, TokenStore};
 use crate::error::{Error, Result};
 use crate::model::StoredAccessToken;
+use crate::urn::Urn;
 
 mod format;
 pub(crate) mod fsutil;
@@ -201,11 +202,13 @@ struct State {
     closed: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Pending {
     seq: u64,
     /// `Some(expires_at)` if the id will be present, `None` if absent.
     present: Option<Option<i64>>,
+    /// The owner of a pending insert, for per-owner limits.
+    owner: Option<Urn>,
 }
 
 struct Op {
@@ -462,11 +465,19 @@ impl FileTokenStore {
             match &apply {
                 Apply::Insert(token) => {
                     let present = Some(token.info.expires_at);
-                    state.pending.insert(token.id.clone(), Pending { seq, present });
+                    let owner = Some(token.info.owner_urn.clone());
+                    state
+                        .pending
+                        .insert(token.id.clone(), Pending { seq, present, owner });
                 }
                 Apply::Delete(ids) => {
                     for id in ids {
-                        state.pending.insert(id.clone(), Pending { seq, present: None });
+                        let pending = Pending {
+                            seq,
+                            present: None,
+                            owner: None,
+                        };
+                        state.pending.insert(id.clone(), pending);
                     }
                 }
                 Apply::Barrier | Apply::Compact => {}
@@ -953,14 +964,38 @@ impl fmt::Debug for FileTokenStore {
 
 #[async_trait]
 impl TokenStore for FileTokenStore {
-    async fn insert(&self, token: StoredAccessToken) -> Result<()> {
+    async fn insert_within_limit(&self, token: StoredAccessToken, limit: Option<OwnerLimit>) -> Result<()> {
         let mut record = Vec::with_capacity(256);
         format::encode_insert(&mut record, &token);
         self.submit(move |state, index| {
             Ok(match state.lookup(index, &token.id) {
                 (Some(_), false) => return Err(Error::AlreadyExists { id: token.id }),
                 (Some(_), true) => Plan::Wait(Err(Error::AlreadyExists { id: token.id })),
-                (None, _) => Plan::Write(record, Apply::Insert(token), Ok(())),
+                (None, _) => {
+                    if let Some(limit) = limit {
+                        // Decided under the state lock against what the index
+                        // will hold once the queued writes land, so two
+                        // queued inserts cannot both take the last place.
+                        let owner = &token.info.owner_urn;
+                        let pending_live = |p: &Pending| p.present.is_some_and(|at| limit.counts(at));
+                        let queued = state
+                            .pending
+                            .values()
+                            .filter(|p| p.owner.as_ref() == Some(owner) && pending_live(p))
+                            .count();
+                        let indexed = index.check_owner_limit(owner, limit, |id| {
+                            // Queued ids are counted above (or are deletions).
+                            state.pending.get(id).map(|_| false)
+                        })?;
+                        if indexed + queued >= limit.max_live {
+                            return Err(Error::LimitExceeded {
+                                owner: owner.to_string(),
+                                limit: limit.max_live,
+                            });
+                        }
+                    }
+                    Plan::Write(record, Apply::Insert(token), Ok(()))
+                }
             })
         })
         .await?

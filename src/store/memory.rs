@@ -7,7 +7,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 use rustc_hash::FxHashMap;
 
-use super::{ListPage, ListQuery, ListingKey, TokenField, TokenStore};
+use super::{ListPage, ListQuery, ListingKey, OwnerLimit, TokenField, TokenStore};
 use crate::error::{Error, Result};
 use crate::model::StoredAccessToken;
 use crate::urn::Urn;
@@ -235,6 +235,31 @@ impl Index {
         Ok(())
     }
 
+    /// Fails with `LimitExceeded` if `owner` already has `limit.max_live`
+    /// live tokens. `overridden(id)` is `Some(counts)` for ids whose fate a
+    /// caller decides itself (the file store's queued writes), which are
+    /// then counted only if `counts`.
+    pub(crate) fn check_owner_limit(
+        &self,
+        owner: &Urn,
+        limit: OwnerLimit,
+        overridden: impl Fn(&str) -> Option<bool>,
+    ) -> Result<usize> {
+        let live = self.by_owner.get(owner).map_or(0, |tokens| {
+            tokens
+                .values()
+                .filter(|t| overridden(&t.id).unwrap_or_else(|| limit.counts(t.info.expires_at)))
+                .count()
+        });
+        if live >= limit.max_live {
+            return Err(Error::LimitExceeded {
+                owner: owner.to_string(),
+                limit: limit.max_live,
+            });
+        }
+        Ok(live)
+    }
+
     pub(crate) fn remove(&mut self, id: &str) -> Option<Arc<StoredAccessToken>> {
         let token = self.by_id.remove(&IdKey::new(id))?;
         let key = ListingKey::of(&token);
@@ -331,8 +356,16 @@ impl Index {
 
 #[async_trait]
 impl TokenStore for MemoryTokenStore {
-    async fn insert(&self, token: StoredAccessToken) -> Result<()> {
-        self.write().insert(token)
+    async fn insert_within_limit(&self, token: StoredAccessToken, limit: Option<OwnerLimit>) -> Result<()> {
+        // Checked and inserted under one write lock: concurrent inserts
+        // for the owner cannot both see room for one more.
+        let mut index = self.write();
+        if let Some(limit) = limit {
+            if index.get(&token.id).is_none() {
+                index.check_owner_limit(&token.info.owner_urn, limit, |_| None)?;
+            }
+        }
+        index.insert(token)
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredAccessToken>> {
