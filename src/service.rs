@@ -12,7 +12,7 @@ use crate::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{AccessTokenClaims, TokenCodec, ACTOR_TYPE_USER, VERSION_STATEFUL, VERSION_STATELESS};
 use crate::config::TokenServiceConfig;
-use crate::duration::DurationPolicy;
+use crate::duration::{AccessTokenDuration, DurationPolicy};
 use crate::error::{Error, Result};
 use crate::model::{
     AccessToken, AccessTokenMetadata, AccessTokenType, CreateAccessTokenInput, DataHubAccessTokenInfo,
@@ -49,6 +49,7 @@ pub struct ValidatedAccessToken {
 /// | create | the caller can manage, or creates for themself and can generate |
 /// | list | the caller can manage, or can generate and filters `ownerUrn` to exactly themself |
 /// | revoke | the caller can manage, or owns the token |
+/// | rotate | the caller can manage, or owns the token, acts as it, and can generate |
 /// | get metadata | the caller can manage |
 ///
 /// "Can generate" means holding [`Privilege::GeneratePersonalAccessTokens`] or
@@ -71,6 +72,21 @@ pub trait TokenService: Debug + Send + Sync + 'static {
     /// Revokes (deletes) a token by id; `Ok(true)` on success, and
     /// [`Error::NotFound`] if no such token exists.
     async fn revoke_access_token(&self, caller: &Urn, token_id: &str) -> Result<bool>;
+
+    /// Replaces a token by a new one with the same actor, owner, name and
+    /// description, in one atomic step: the old token stops validating
+    /// exactly when the new one starts. The new token lasts `duration`
+    /// (checked against the duration policy) or, if `None`, as long as the
+    /// old one was made to last (`expiresAt - createdAt`; a never-expiring
+    /// token needs never-expiring tokens still allowed). Allowed to whoever
+    /// may revoke the old token and create the new one; the plaintext of
+    /// the new token is in the result and nowhere else.
+    async fn rotate_access_token(
+        &self,
+        caller: &Urn,
+        token_id: &str,
+        duration: Option<AccessTokenDuration>,
+    ) -> Result<AccessToken>;
 
     /// The stored metadata of a plaintext token (managers only).
     async fn get_access_token_metadata(&self, caller: &Urn, token: &str) -> Result<AccessTokenMetadata>;
@@ -345,6 +361,77 @@ impl TokenService for DataHubTokenService {
         } else {
             Err(Error::NotFound)
         }
+    }
+
+    async fn rotate_access_token(
+        &self,
+        caller: &Urn,
+        token_id: &str,
+        duration: Option<AccessTokenDuration>,
+    ) -> Result<AccessToken> {
+        check_token_id(token_id)?;
+        let old = self.store.get(token_id).await?.ok_or(Error::NotFound)?;
+        let info = &old.info;
+        let allowed = self.can_manage(caller).await?
+            || (info.owner_urn == *caller && info.actor_urn == *caller && self.can_generate(caller).await?);
+        if !allowed {
+            return Err(self.deny("rotateAccessToken", caller, Some(token_id)));
+        }
+        let now = self.clock.now_ms();
+        if info.expires_at.is_some_and(|at| at < now) {
+            // Rotating would bring a dead token back to life.
+            return Err(Error::Expired);
+        }
+        let lifetime_ms = match duration {
+            Some(duration) => self.durations.resolve(Some(duration), None)?,
+            None => match info.expires_at {
+                Some(expires_at) => Some(expires_at.saturating_sub(info.created_at).max(0)),
+                None if self.durations.allow_no_expiry() => None,
+                None => {
+                    return Err(Error::invalid_input(
+                        "the token never expires and never-expiring tokens are no longer allowed: \
+                         give a duration for the new token",
+                    ))
+                }
+            },
+        };
+        let created_at = now;
+        let expires_at = match lifetime_ms {
+            Some(ms) => Some(
+                created_at
+                    .checked_add(ms)
+                    .ok_or_else(|| Error::invalid_input("the expiry time is out of range"))?,
+            ),
+            None => None,
+        };
+        let token = self.codec.sign(&self.claims(
+            VERSION_STATEFUL,
+            AccessTokenType::Personal,
+            &info.actor_urn,
+            expires_at,
+        ));
+        let new = StoredAccessToken {
+            id: self.codec.token_id(&token),
+            info: DataHubAccessTokenInfo {
+                name: info.name.clone(),
+                actor_urn: info.actor_urn.clone(),
+                owner_urn: info.owner_urn.clone(),
+                created_at,
+                expires_at,
+                description: info.description.clone(),
+            },
+        };
+        // Atomic in the store: NotFound if someone revoked (or rotated) the
+        // old token meanwhile, and then nothing was created.
+        self.store.replace(token_id, new.clone()).await?;
+        self.audit(
+            AuditEventKind::Rotated {
+                new_token_id: new.id.clone(),
+            },
+            Some(caller),
+            Some(token_id),
+        );
+        Ok(AccessToken::new(token, Some(new.into())))
     }
 
     async fn get_access_token_metadata(&self, caller: &Urn, token: &str) -> Result<AccessTokenMetadata> {

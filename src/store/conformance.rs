@@ -42,6 +42,8 @@ where
     delete_expired_removes_exactly_the_expired(&new_store().await).await;
     concurrent_inserts(Arc::new(new_store().await)).await;
     owner_limit_is_respected(&new_store().await).await;
+    replace_is_all_or_nothing(&new_store().await).await;
+    concurrent_replaces_of_one_token(Arc::new(new_store().await)).await;
     concurrent_inserts_never_exceed_the_owner_limit(Arc::new(new_store().await)).await;
 }
 
@@ -720,4 +722,85 @@ pub async fn concurrent_inserts_never_exceed_the_owner_limit<S: TokenStore + ?Si
             "{owner} holds exactly its limit"
         );
     }
+}
+
+/// `replace(old, new)`: swaps the records; `NotFound` for a missing old id
+/// and `AlreadyExists` for a taken new id, changing nothing either way.
+pub async fn replace_is_all_or_nothing(store: &dyn TokenStore) {
+    let (one, two, three) = (
+        sample_token(1, "alice", 10, Some(1_000)),
+        sample_token(2, "alice", 20, None),
+        sample_token(3, "alice", 30, Some(5_000)),
+    );
+    insert_all(store, &[one.clone(), two.clone()]).await;
+    store
+        .replace(&one.id, three.clone())
+        .await
+        .expect("replace of a present id by a new one");
+    assert_eq!(store.get(&one.id).await.unwrap(), None, "the old record is gone");
+    assert_eq!(
+        store.get(&three.id).await.unwrap(),
+        Some(three.clone()),
+        "the new record round-trips"
+    );
+    assert!(!store.contains(&one.id).await.unwrap());
+    assert!(store.contains(&three.id).await.unwrap());
+
+    let four = sample_token(4, "alice", 40, None);
+    match store.replace(&one.id, four.clone()).await {
+        Err(Error::NotFound) => {}
+        other => panic!("replacing a missing id must be NotFound, got {other:?}"),
+    }
+    assert_eq!(
+        store.get(&four.id).await.unwrap(),
+        None,
+        "a failed replace inserts nothing"
+    );
+    match store.replace(&three.id, two.clone()).await {
+        Err(Error::AlreadyExists { id }) => assert_eq!(id, two.id),
+        other => panic!("replacing by a taken id must be AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(
+        store.get(&three.id).await.unwrap(),
+        Some(three.clone()),
+        "a failed replace deletes nothing"
+    );
+    let page = store.list(&ListQuery::all(100)).await.unwrap();
+    assert_eq!(page.total, 2);
+    assert_eq!(
+        store.delete_expired(2_000).await.unwrap(),
+        Vec::<String>::new(),
+        "the replaced token's expiry is gone with it"
+    );
+    assert_eq!(store.delete_expired(6_000).await.unwrap(), vec![three.id.clone()]);
+}
+
+/// Many tasks rotating the same token at once: exactly one replace wins,
+/// the rest see `NotFound`, and exactly one record is left of the lineage.
+pub async fn concurrent_replaces_of_one_token<S: TokenStore + ?Sized>(store: Arc<S>) {
+    const TASKS: u64 = 16;
+    let original = sample_token(1, "alice", 0, None);
+    store.insert(original.clone()).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..TASKS {
+        let (store, old) = (store.clone(), original.id.clone());
+        tasks.spawn(async move {
+            match store
+                .replace(&old, sample_token(100 + task, "alice", 0, None))
+                .await
+            {
+                Ok(()) => Some(100 + task),
+                Err(Error::NotFound) => None,
+                Err(e) => panic!("racing replace failed with {e}"),
+            }
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        winners.extend(result.expect("task did not panic"));
+    }
+    assert_eq!(winners.len(), 1, "exactly one racing replace wins: {winners:?}");
+    let page = store.list(&ListQuery::all(100)).await.unwrap();
+    assert_eq!(page.total, 1, "never both, never neither");
+    assert_eq!(page.tokens[0].id, token_id(winners[0]));
 }

@@ -368,6 +368,18 @@ impl TokenStore for MemoryTokenStore {
         index.insert(token)
     }
 
+    async fn replace(&self, old_id: &str, new: StoredAccessToken) -> Result<()> {
+        let mut index = self.write();
+        if index.get(old_id).is_none() {
+            return Err(Error::NotFound);
+        }
+        if index.get(&new.id).is_some() {
+            return Err(Error::AlreadyExists { id: new.id });
+        }
+        index.remove(old_id);
+        index.insert(new)
+    }
+
     async fn get(&self, id: &str) -> Result<Option<StoredAccessToken>> {
         Ok(self.read().get(id).map(|t| (**t).clone()))
     }

@@ -48,6 +48,11 @@ pub use query::{
 ///   exceed it; otherwise it fails with
 ///   [`Error::LimitExceeded`](crate::Error::LimitExceeded) and changes nothing.
 ///   A duplicate id is `AlreadyExists` whatever the count.
+/// * **Atomic replacement.** [`replace`](Self::replace)`(old, new)` deletes
+///   `old` and inserts `new` as one step: no observer (and no crash) ever
+///   sees both or neither. It fails with [`Error::NotFound`](crate::Error::NotFound)
+///   if `old` is missing and `AlreadyExists` if `new`'s id is taken, and then
+///   changes nothing.
 /// * **Unique ids.** [`insert`](Self::insert) of an id already present fails
 ///   with [`Error::AlreadyExists`](crate::Error::AlreadyExists) and changes
 ///   nothing.
@@ -77,6 +82,9 @@ pub trait TokenStore: Debug + Send + Sync + 'static {
     /// contract); fails with `AlreadyExists` if the id is taken and with
     /// `LimitExceeded` if the owner already has `limit.max_live` live tokens.
     async fn insert_within_limit(&self, token: StoredAccessToken, limit: Option<OwnerLimit>) -> Result<()>;
+
+    /// Deletes `old_id` and inserts `new` atomically (see the contract).
+    async fn replace(&self, old_id: &str, new: StoredAccessToken) -> Result<()>;
 
     /// The record with this id, if any.
     async fn get(&self, id: &str) -> Result<Option<StoredAccessToken>>;
@@ -129,6 +137,9 @@ macro_rules! forward_token_store {
                 limit: Option<OwnerLimit>,
             ) -> Result<()> {
                 (**self).insert_within_limit(token, limit).await
+            }
+            async fn replace(&self, old_id: &str, new: StoredAccessToken) -> Result<()> {
+                (**self).replace(old_id, new).await
             }
             async fn get(&self, id: &str) -> Result<Option<StoredAccessToken>> {
                 (**self).get(id).await

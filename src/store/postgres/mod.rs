@@ -532,6 +532,51 @@ impl TokenStore for PostgresTokenStore {
         }
     }
 
+    async fn replace(&self, old_id: &str, new: StoredAccessToken) -> Result<()> {
+        check_storable(&new)?;
+        if !storable(old_id) {
+            return Err(Error::NotFound);
+        }
+        let cache = &self.inner.shared.cache;
+        let ticket = cache.ticket(&new.id);
+        let info = &new.info;
+        let statements = &self.inner.statements;
+        let outcome = self
+            .timed("PostgreSQL: replacing a token", async {
+                let mut tx = self.inner.pool.begin().await?;
+                let deleted = sqlx::query(&statements.delete)
+                    .bind(old_id)
+                    .execute(&mut *tx)
+                    .await?;
+                if deleted.rows_affected() == 0 {
+                    return Ok(Err(Error::NotFound));
+                }
+                let inserted = sqlx::query(&statements.insert)
+                    .bind(&new.id)
+                    .bind(&info.name)
+                    .bind(info.actor_urn.as_str())
+                    .bind(info.owner_urn.as_str())
+                    .bind(info.created_at)
+                    .bind(info.expires_at)
+                    .bind(info.description.as_deref())
+                    .execute(&mut *tx)
+                    .await?;
+                if inserted.rows_affected() == 0 {
+                    // Dropping the transaction rolls the delete back.
+                    return Ok(Err(Error::AlreadyExists { id: new.id.clone() }));
+                }
+                tx.commit().await?;
+                Ok(Ok(()))
+            })
+            .await;
+        // Even a failed commit may have landed: forget the old id either
+        // way. The delete trigger tells the other replicas.
+        cache.remove([old_id]);
+        outcome??;
+        cache.insert(&new.id, ticket);
+        Ok(())
+    }
+
     async fn get(&self, id: &str) -> Result<Option<StoredAccessToken>> {
         if !storable(id) {
             return Ok(None);
