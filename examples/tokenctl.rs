@@ -16,17 +16,22 @@
 //! The key and salt come from `DATAHUB_TOKEN_SERVICE_SIGNING_KEY` and
 //! `DATAHUB_TOKEN_SERVICE_SALT`, or when both are unset from a file in the
 //! data directory, generated on first use (`TokenServiceConfig::load_or_generate_in`).
+//!
+//! With the `postgres` feature, `--postgres-url URL` keeps the tokens in
+//! PostgreSQL instead (`PostgresTokenStore`); every process sharing that
+//! database must use the same key and salt (set the two variables).
 
 use std::error::Error;
 use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use datahub_access_tokens::{
     AccessTokenDuration, AccessTokenType, CreateAccessTokenInput, DataHubTokenService, FacetFilterInput,
-    FileTokenStore, ListAccessTokenInput, Policies, Privilege, TokenService, TokenServiceConfig, Urn,
-    ROOT_USER,
+    FileTokenStore, ListAccessTokenInput, Policies, Privilege, TokenService, TokenServiceConfig, TokenStore,
+    Urn, ROOT_USER,
 };
 use serde_json::{json, Value};
 
@@ -40,6 +45,12 @@ struct Cli {
     /// DATAHUB_TOKEN_SERVICE_SIGNING_KEY and DATAHUB_TOKEN_SERVICE_SALT are set).
     #[arg(long, global = true, value_name = "DIR", default_value = "./datahub-tokens")]
     data_dir: PathBuf,
+
+    /// Keep the tokens in this PostgreSQL database instead of the data
+    /// directory (e.g. postgres://user@host/db?application_name=tokenctl).
+    #[cfg(feature = "postgres")]
+    #[arg(long, global = true, value_name = "URL")]
+    postgres_url: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -137,15 +148,25 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<Value, Box<dyn Error>> {
     let config = TokenServiceConfig::load_or_generate_in(&cli.data_dir)?;
+    #[cfg(feature = "postgres")]
+    if let Some(url) = &cli.postgres_url {
+        let store = datahub_access_tokens::store::PostgresTokenStore::connect(url).await?;
+        return execute(cli.command, config, Arc::new(store)).await;
+    }
     let store = FileTokenStore::open(&cli.data_dir).await?;
-    let output = execute(cli.command, config, store.clone()).await;
+    let purging = matches!(cli.command, Command::PurgeExpired);
+    let output = execute(cli.command, config, Arc::new(store.clone())).await;
+    // A purge leaves dead records behind: rewrite the log without them.
+    if purging && output.is_ok() {
+        store.compact().await?;
+    }
     store.close().await?;
     output
 }
 
 /// A service in which `operator` may do anything: the tool holds the key and
-/// the files, so a policy could not stop its user anyway.
-fn service(config: TokenServiceConfig, store: FileTokenStore, operator: &Urn) -> DataHubTokenService {
+/// the store, so a policy could not stop its user anyway.
+fn service(config: TokenServiceConfig, store: Arc<dyn TokenStore>, operator: &Urn) -> DataHubTokenService {
     let policies = Policies::none().with_grant(operator.clone(), Privilege::ManageAccessTokens);
     DataHubTokenService::new(config, store, policies)
 }
@@ -153,7 +174,7 @@ fn service(config: TokenServiceConfig, store: FileTokenStore, operator: &Urn) ->
 async fn execute(
     command: Command,
     config: TokenServiceConfig,
-    store: FileTokenStore,
+    store: Arc<dyn TokenStore>,
 ) -> Result<Value, Box<dyn Error>> {
     let operator = Urn::parse(ROOT_USER)?;
     Ok(match command {
@@ -226,8 +247,7 @@ async fn execute(
             })
         }
         Command::PurgeExpired => {
-            let purged = service(config, store.clone(), &operator).purge_expired().await?;
-            store.compact().await?;
+            let purged = service(config, store, &operator).purge_expired().await?;
             json!({ "purged": purged.len(), "tokenIds": purged })
         }
     })
