@@ -298,39 +298,51 @@ fn bench_create(c: &mut Criterion, scale: &Scale) {
             black_box((tag_b64, id.finish()))
         })
     });
-    group.bench_function("datahub", |b| {
-        let (service, store, _) = fixture();
-        let turn = Cell::new(0);
-        b.to_async(&rt).iter_custom(|iters| {
-            let (inputs, turn) = (&inputs, &turn);
-            let next = move || {
-                let n = (turn.get() + 1) % inputs.len();
-                turn.set(n);
-                (&inputs[n].0, inputs[n].1.clone())
+    // The same creates without the per-owner limit: what the limit costs.
+    let unlimited = OnceCell::new();
+    for name in ["datahub", "datahub_no_limit"] {
+        group.bench_function(name, |b| {
+            let (limited, store, _) = fixture();
+            let service = if name == "datahub" {
+                limited
+            } else {
+                unlimited.get_or_init(|| {
+                    let config = config().with_max_tokens_per_owner(None).expect("no limit");
+                    DataHubTokenService::new(config, store.clone(), Policies::datahub_defaults())
+                })
             };
-            async move {
-                let mut elapsed = Duration::ZERO;
-                let mut done = 0;
-                while done < iters {
-                    let batch = (iters - done).min(CREATE_BATCH);
-                    let batch_inputs: Vec<_> = (0..batch).map(|_| next()).collect();
-                    let mut ids = Vec::with_capacity(batch_inputs.len());
-                    let start = Instant::now();
-                    for (caller, input) in batch_inputs {
-                        let created = service.create_access_token(caller, input).await.expect("create");
-                        ids.push(created);
+            let turn = Cell::new(0);
+            b.to_async(&rt).iter_custom(|iters| {
+                let (inputs, turn) = (&inputs, &turn);
+                let next = move || {
+                    let n = (turn.get() + 1) % inputs.len();
+                    turn.set(n);
+                    (&inputs[n].0, inputs[n].1.clone())
+                };
+                async move {
+                    let mut elapsed = Duration::ZERO;
+                    let mut done = 0;
+                    while done < iters {
+                        let batch = (iters - done).min(CREATE_BATCH);
+                        let batch_inputs: Vec<_> = (0..batch).map(|_| next()).collect();
+                        let mut ids = Vec::with_capacity(batch_inputs.len());
+                        let start = Instant::now();
+                        for (caller, input) in batch_inputs {
+                            let created = service.create_access_token(caller, input).await.expect("create");
+                            ids.push(created);
+                        }
+                        elapsed += start.elapsed();
+                        for created in ids {
+                            let id = &created.metadata.as_ref().expect("stored").id;
+                            store.delete(id).await.expect("delete");
+                        }
+                        done += batch;
                     }
-                    elapsed += start.elapsed();
-                    for created in ids {
-                        let id = &created.metadata.as_ref().expect("stored").id;
-                        store.delete(id).await.expect("delete");
-                    }
-                    done += batch;
+                    elapsed
                 }
-                elapsed
-            }
-        })
-    });
+            })
+        });
+    }
     group.finish();
 }
 
@@ -477,6 +489,12 @@ fn print_ratios(dir: &Path, since: SystemTime) {
         "validate/peer",
         "validate/datahub",
         ">= 3x",
+    );
+    ratio(
+        "create: with per-owner limit / without",
+        "create/datahub",
+        "create/datahub_no_limit",
+        "~1.0x",
     );
     ratio(
         "create: datahub / floor",

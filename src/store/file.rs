@@ -1040,22 +1040,21 @@ impl TokenStore for FileTokenStore {
                         // will hold once the queued writes land, so two
                         // queued inserts cannot both take the last place.
                         let owner = &token.info.owner_urn;
-                        let pending_live = |p: &Pending| p.present.is_some_and(|at| limit.counts(at));
-                        let queued = state
-                            .pending
-                            .values()
-                            .filter(|p| p.owner.as_ref() == Some(owner) && pending_live(p))
-                            .count();
-                        let indexed = index.check_owner_limit(owner, limit, |id| {
-                            // Queued ids are counted above (or are deletions).
-                            state.pending.get(id).map(|_| false)
-                        })?;
-                        if indexed + queued >= limit.max_live {
-                            return Err(Error::LimitExceeded {
-                                owner: owner.to_string(),
-                                limit: limit.max_live,
-                            });
+                        let mut live = index.live_count_of_owner(owner, limit.now_ms);
+                        for (id, pending) in &state.pending {
+                            // What the index counts for a queued id is replaced
+                            // by what the queued write will leave.
+                            if let Some(indexed) = index.get(id) {
+                                if indexed.info.owner_urn == *owner && limit.counts(indexed.info.expires_at) {
+                                    live -= 1;
+                                }
+                            }
+                            let queued_live = pending.present.is_some_and(|at| limit.counts(at));
+                            if queued_live && pending.owner.as_ref() == Some(owner) {
+                                live += 1;
+                            }
                         }
+                        Index::check_owner_limit(owner, live, limit)?;
                     }
                     Plan::Write(record, Apply::Insert(token), Ok(()))
                 }

@@ -235,29 +235,28 @@ impl Index {
         Ok(())
     }
 
-    /// Fails with `LimitExceeded` if `owner` already has `limit.max_live`
-    /// live tokens. `overridden(id)` is `Some(counts)` for ids whose fate a
-    /// caller decides itself (the file store's queued writes), which are
-    /// then counted only if `counts`.
-    pub(crate) fn check_owner_limit(
-        &self,
-        owner: &Urn,
-        limit: OwnerLimit,
-        overridden: impl Fn(&str) -> Option<bool>,
-    ) -> Result<usize> {
-        let live = self.by_owner.get(owner).map_or(0, |tokens| {
-            tokens
-                .values()
-                .filter(|t| overridden(&t.id).unwrap_or_else(|| limit.counts(t.info.expires_at)))
-                .count()
-        });
+    /// How many of `owner`'s tokens are live at `now_ms` (`expiresAt`
+    /// absent or `>= now_ms`). Expired tokens sit together in listing order,
+    /// so this costs a lookup plus one step per expired (unpurged) token,
+    /// not one per token.
+    pub(crate) fn live_count_of_owner(&self, owner: &Urn, now_ms: i64) -> usize {
+        self.by_owner.get(owner).map_or(0, |tokens| {
+            let expired = tokens
+                .range(ListingKey::first_expiring_before(now_ms)..ListingKey::first_never_expiring())
+                .count();
+            tokens.len() - expired
+        })
+    }
+
+    /// Fails with `LimitExceeded` if `live` tokens already fill `limit`.
+    pub(crate) fn check_owner_limit(owner: &Urn, live: usize, limit: OwnerLimit) -> Result<()> {
         if live >= limit.max_live {
             return Err(Error::LimitExceeded {
                 owner: owner.to_string(),
                 limit: limit.max_live,
             });
         }
-        Ok(live)
+        Ok(())
     }
 
     pub(crate) fn remove(&mut self, id: &str) -> Option<Arc<StoredAccessToken>> {
@@ -362,7 +361,8 @@ impl TokenStore for MemoryTokenStore {
         let mut index = self.write();
         if let Some(limit) = limit {
             if index.get(&token.id).is_none() {
-                index.check_owner_limit(&token.info.owner_urn, limit, |_| None)?;
+                let owner = &token.info.owner_urn;
+                Index::check_owner_limit(owner, index.live_count_of_owner(owner, limit.now_ms), limit)?;
             }
         }
         index.insert(token)
