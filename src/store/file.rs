@@ -3,7 +3,8 @@
 //!
 //! # Durability
 //!
-//! Every acknowledged [`insert`](TokenStore::insert), [`delete`](TokenStore::delete)
+//! Every acknowledged [`insert`](TokenStore::insert) (limited or not),
+//! [`replace`](TokenStore::replace), [`delete`](TokenStore::delete)
 //! and [`delete_expired`](TokenStore::delete_expired) is on disk before the call
 //! returns: its record is appended to the log and the log is `fdatasync`ed;
 //! after a rename (compaction, first creation) the directory is fsynced too.

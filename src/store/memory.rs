@@ -360,9 +360,11 @@ impl TokenStore for MemoryTokenStore {
         // for the owner cannot both see room for one more.
         let mut index = self.write();
         if let Some(limit) = limit {
-            if index.get(&token.id).is_none() {
-                let owner = &token.info.owner_urn;
-                Index::check_owner_limit(owner, index.live_count_of_owner(owner, limit.now_ms), limit)?;
+            let owner = &token.info.owner_urn;
+            let full = Index::check_owner_limit(owner, index.live_count_of_owner(owner, limit.now_ms), limit);
+            // A duplicate id is AlreadyExists even at the limit (below).
+            if full.is_err() && index.get(&token.id).is_none() {
+                return full;
             }
         }
         index.insert(token)
