@@ -47,6 +47,17 @@ check "a revoked token fails validation" bash -c "! '$bin' --data-dir '$data' va
 check "the error names the problem" grep -q "Token has been revoked" "$work/err"
 check "revoking again fails" bash -c "! '$bin' --data-dir '$data' revoke '$id' 2>'$work/err2' && grep -q 'no longer exists' '$work/err2'"
 
+# Rotation: a new token with the same name; the old one stops validating.
+before=$(ctl create --actor urn:li:corpuser:carol --name rotating --duration ONE_WEEK)
+rotated=$(ctl rotate "$(jq -r .metadata.id <<<"$before")")
+check "rotate keeps the name" test "$(jq -r .metadata.name <<<"$rotated")" = rotating
+check "rotate makes a new id" test "$(jq -r .metadata.id <<<"$rotated")" != "$(jq -r .metadata.id <<<"$before")"
+check "the rotated-away token fails validation" bash -c "! '$bin' --data-dir '$data' validate '$(jq -r .accessToken <<<"$before")' 2>/dev/null"
+check "the new token validates" test "$(ctl validate "$(jq -r .accessToken <<<"$rotated")" | jq -r .tokenId)" = "$(jq -r .metadata.id <<<"$rotated")"
+check "rotate --duration sets the lifetime" test "$(ctl rotate "$(jq -r .metadata.id <<<"$rotated")" --duration ONE_HOUR | jq -r '.metadata.expiresAt - .metadata.createdAt')" = 3600000
+check "rotations leave one token of the lineage" test "$(ctl list --actor urn:li:corpuser:carol | jq -r .total)" = 1
+ctl revoke "$(ctl list --actor urn:li:corpuser:carol | jq -r '.tokens[0].id')" >/dev/null
+
 check "nothing expired yet" test "$(ctl purge-expired | jq -r .purged)" = 0
 check "bad durations are refused by name" bash -c "! '$bin' --data-dir '$data' create --actor urn:li:corpuser:x --name n --duration FOREVER 2>'$work/err3' && grep -q 'unknown duration' '$work/err3'"
 check "a duration is required" bash -c "! '$bin' --data-dir '$data' create --actor urn:li:corpuser:x --name n 2>/dev/null"

@@ -94,7 +94,11 @@ fn main() {
         .unwrap_or(1_000_000);
     let rt = Runtime::new().unwrap();
     let schema = format!("dhat_bench_{}", std::process::id());
-    let config = TokenServiceConfig::generate().unwrap();
+    // One creator makes every token here and the create benches keep them.
+    let config = TokenServiceConfig::generate()
+        .unwrap()
+        .with_max_tokens_per_owner(None)
+        .unwrap();
     let postgres = rt.block_on(async {
         PostgresTokenStore::connect_with(&url, PostgresStoreOptions::new().with_schema(&schema))
             .await

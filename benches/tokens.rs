@@ -64,6 +64,12 @@ impl Scale {
     }
 }
 
+/// Keys a rolled deployment still accepts (never used to sign here).
+const PREVIOUS_KEYS: [&str; 2] = [
+    "bench-previous-signing-key-one-0123456789abcdef",
+    "bench-previous-signing-key-two-0123456789abcdef",
+];
+
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
         .build()
@@ -71,7 +77,11 @@ fn runtime() -> Runtime {
 }
 
 fn config() -> TokenServiceConfig {
-    TokenServiceConfig::new(SIGNING_KEY, SALT).expect("bench config")
+    // Owners start with TOKENS_PER_OWNER tokens and the create bench adds up
+    // to a batch more: a limit above that keeps the limit check measured.
+    TokenServiceConfig::new(SIGNING_KEY, SALT)
+        .and_then(|c| c.with_max_tokens_per_owner(Some(2 * TOKENS_PER_OWNER + CREATE_BATCH as usize)))
+        .expect("bench config")
 }
 
 fn user(n: usize) -> Urn {
@@ -197,6 +207,28 @@ fn bench_validate(c: &mut Criterion, scale: &Scale) {
             async move { service.validate_access_token(token).await.expect("valid") }
         })
     });
+    // The same tokens (signed by the current key) through two services built
+    // alike over the same store, one also listing two previous keys: key
+    // rotation must not cost the common case.
+    let extra = [OnceCell::new(), OnceCell::new()];
+    for (name, previous) in [("datahub_rebuilt", 0), ("datahub_with_previous_keys", 2)] {
+        let cell = &extra[previous / 2];
+        group.bench_function(name, |b| {
+            let ValidateFixture { store, tokens, .. } = fixture();
+            let service = cell.get_or_init(|| {
+                let config = config()
+                    .with_previous_signing_keys(PREVIOUS_KEYS[..previous].iter().copied())
+                    .expect("bench previous keys");
+                DataHubTokenService::new(config, store.clone(), Policies::datahub_defaults())
+            });
+            let mut i = 0;
+            b.to_async(&rt).iter(|| {
+                i = (i + 1) % tokens.len();
+                let token = &tokens[i];
+                async move { service.validate_access_token(token).await.expect("valid") }
+            })
+        });
+    }
     group.bench_function("peer", |b| {
         let ValidateFixture {
             service,
@@ -266,39 +298,51 @@ fn bench_create(c: &mut Criterion, scale: &Scale) {
             black_box((tag_b64, id.finish()))
         })
     });
-    group.bench_function("datahub", |b| {
-        let (service, store, _) = fixture();
-        let turn = Cell::new(0);
-        b.to_async(&rt).iter_custom(|iters| {
-            let (inputs, turn) = (&inputs, &turn);
-            let next = move || {
-                let n = (turn.get() + 1) % inputs.len();
-                turn.set(n);
-                (&inputs[n].0, inputs[n].1.clone())
+    // The same creates without the per-owner limit: what the limit costs.
+    let unlimited = OnceCell::new();
+    for name in ["datahub", "datahub_no_limit"] {
+        group.bench_function(name, |b| {
+            let (limited, store, _) = fixture();
+            let service = if name == "datahub" {
+                limited
+            } else {
+                unlimited.get_or_init(|| {
+                    let config = config().with_max_tokens_per_owner(None).expect("no limit");
+                    DataHubTokenService::new(config, store.clone(), Policies::datahub_defaults())
+                })
             };
-            async move {
-                let mut elapsed = Duration::ZERO;
-                let mut done = 0;
-                while done < iters {
-                    let batch = (iters - done).min(CREATE_BATCH);
-                    let batch_inputs: Vec<_> = (0..batch).map(|_| next()).collect();
-                    let mut ids = Vec::with_capacity(batch_inputs.len());
-                    let start = Instant::now();
-                    for (caller, input) in batch_inputs {
-                        let created = service.create_access_token(caller, input).await.expect("create");
-                        ids.push(created);
+            let turn = Cell::new(0);
+            b.to_async(&rt).iter_custom(|iters| {
+                let (inputs, turn) = (&inputs, &turn);
+                let next = move || {
+                    let n = (turn.get() + 1) % inputs.len();
+                    turn.set(n);
+                    (&inputs[n].0, inputs[n].1.clone())
+                };
+                async move {
+                    let mut elapsed = Duration::ZERO;
+                    let mut done = 0;
+                    while done < iters {
+                        let batch = (iters - done).min(CREATE_BATCH);
+                        let batch_inputs: Vec<_> = (0..batch).map(|_| next()).collect();
+                        let mut ids = Vec::with_capacity(batch_inputs.len());
+                        let start = Instant::now();
+                        for (caller, input) in batch_inputs {
+                            let created = service.create_access_token(caller, input).await.expect("create");
+                            ids.push(created);
+                        }
+                        elapsed += start.elapsed();
+                        for created in ids {
+                            let id = &created.metadata.as_ref().expect("stored").id;
+                            store.delete(id).await.expect("delete");
+                        }
+                        done += batch;
                     }
-                    elapsed += start.elapsed();
-                    for created in ids {
-                        let id = &created.metadata.as_ref().expect("stored").id;
-                        store.delete(id).await.expect("delete");
-                    }
-                    done += batch;
+                    elapsed
                 }
-                elapsed
-            }
-        })
-    });
+            })
+        });
+    }
     group.finish();
 }
 
@@ -435,10 +479,22 @@ fn print_ratios(dir: &Path, since: SystemTime) {
         "<= 1.6x",
     );
     ratio(
+        "validate: with 2 previous keys / without (rebuilt alike)",
+        "validate/datahub_with_previous_keys",
+        "validate/datahub_rebuilt",
+        "~1.0x",
+    );
+    ratio(
         "validate: peer / datahub",
         "validate/peer",
         "validate/datahub",
         ">= 3x",
+    );
+    ratio(
+        "create: with per-owner limit / without",
+        "create/datahub",
+        "create/datahub_no_limit",
+        "~1.0x",
     );
     ratio(
         "create: datahub / floor",

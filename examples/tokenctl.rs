@@ -1,12 +1,13 @@
 //! `tokenctl`: an operator's tool for the tokens in a [`FileTokenStore`]
-//! directory: bootstrap the first admin token, then list, validate, revoke
-//! and purge, without writing code.
+//! directory: bootstrap the first admin token, then list, validate, revoke,
+//! rotate and purge, without writing code.
 //!
 //! ```sh
 //! cargo run --example tokenctl -- create --actor urn:li:corpuser:datahub --name bootstrap --duration ONE_DAY
 //! cargo run --example tokenctl -- list
 //! cargo run --example tokenctl -- validate -            # the token on standard input
 //! cargo run --example tokenctl -- revoke 'TOKEN_ID'
+//! cargo run --example tokenctl -- rotate 'TOKEN_ID' [--duration ONE_MONTH]
 //! cargo run --example tokenctl -- purge-expired
 //! ```
 //!
@@ -38,7 +39,7 @@ use serde_json::{json, Value};
 #[derive(Parser)]
 #[command(
     name = "tokenctl",
-    about = "Create, list, validate, revoke and purge DataHub access tokens kept in a local directory"
+    about = "Create, list, validate, revoke, rotate and purge DataHub access tokens kept in a local directory"
 )]
 struct Cli {
     /// Directory holding the tokens (and the generated key and salt, unless
@@ -79,6 +80,16 @@ enum Command {
     Revoke {
         /// The token id, as `list` shows it.
         token_id: String,
+    },
+    /// Replace a token by a new one (same actor, owner, name, description)
+    /// in one step; prints the new token once (GraphQL `AccessToken`).
+    Rotate {
+        /// The token id, as `list` shows it.
+        token_id: String,
+        /// The new token's lifetime (as for `create`); default: the old
+        /// token's original lifetime, counted from now.
+        #[arg(long, value_name = "ENUM", value_parser = parse_duration)]
+        duration: Option<AccessTokenDuration>,
     },
     /// Check a token: signature, expiry, not revoked; prints its claims.
     Validate {
@@ -222,6 +233,12 @@ async fn execute(
                 .revoke_access_token(&operator, &token_id)
                 .await?;
             json!(revoked)
+        }
+        Command::Rotate { token_id, duration } => {
+            let rotated = service(config, store, &operator)
+                .rotate_access_token(&operator, &token_id, duration)
+                .await?;
+            serde_json::to_value(&rotated)?
         }
         Command::Validate { token } => {
             let token = if token == "-" {

@@ -14,6 +14,11 @@ pub enum AuditEventKind {
     Created,
     /// A token was revoked.
     Revoked,
+    /// A token was rotated: `token_id` is the old token's id, now deleted.
+    Rotated {
+        /// The id of the token that replaced it.
+        new_token_id: String,
+    },
     /// An expired token was deleted by a purge or on validation.
     Purged,
     /// The caller was refused `operation` for lack of privilege.
@@ -47,6 +52,7 @@ impl AuditEvent {
         match self.kind {
             AuditEventKind::Created => "CREATED",
             AuditEventKind::Revoked => "REVOKED",
+            AuditEventKind::Rotated { .. } => "ROTATED",
             AuditEventKind::Purged => "PURGED",
             AuditEventKind::Denied { .. } => "DENIED",
             AuditEventKind::ValidationFailed { .. } => "VALIDATION_FAILED",
@@ -87,6 +93,11 @@ impl AuditSink for TracingAuditSink {
             AuditEventKind::ValidationFailed { reason } => tracing::warn!(
                 target: "datahub_access_tokens::audit",
                 kind, token_id, at_ms = event.at_ms, reason = reason.as_str(), "access token validation failed"
+            ),
+            AuditEventKind::Rotated { new_token_id } => tracing::info!(
+                target: "datahub_access_tokens::audit",
+                kind, caller, token_id, at_ms = event.at_ms, new_token_id = new_token_id.as_str(),
+                "access token rotated"
             ),
             _ => tracing::info!(
                 target: "datahub_access_tokens::audit",

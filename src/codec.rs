@@ -87,10 +87,14 @@ fn numeric_date<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<i
 
 /// Signs, verifies and identifies tokens with one key and salt.
 ///
-/// `Debug` prints neither.
+/// Previous signing keys (see
+/// [`TokenServiceConfig::with_previous_signing_keys`]) only verify: tokens
+/// signed by the current key are checked exactly as without them, the others
+/// are tried against each previous key in turn. `Debug` prints no key or salt.
 #[derive(Clone)]
 pub struct TokenCodec {
     key: hmac::Key,
+    previous_keys: Vec<hmac::Key>,
     salt: Vec<u8>,
     issuer: String,
     header_b64: String,
@@ -100,6 +104,7 @@ impl fmt::Debug for TokenCodec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenCodec")
             .field("key", &"<redacted>")
+            .field("previous_keys", &self.previous_keys.len())
             .field("salt", &"<redacted>")
             .field("issuer", &self.issuer)
             .finish()
@@ -111,6 +116,11 @@ impl TokenCodec {
     pub fn new(config: &TokenServiceConfig) -> Self {
         TokenCodec {
             key: hmac::Key::new(hmac::HMAC_SHA256, config.signing_key.expose().as_bytes()),
+            previous_keys: config
+                .previous_signing_keys
+                .iter()
+                .map(|k| hmac::Key::new(hmac::HMAC_SHA256, k.expose().as_bytes()))
+                .collect(),
             salt: config.salt.expose().as_bytes().to_vec(),
             issuer: config.issuer.clone(),
             header_b64: URL_SAFE_NO_PAD.encode(HEADER_JSON),
@@ -189,8 +199,16 @@ impl TokenCodec {
             Ok(32) => {}
             _ => return Err(Error::invalid_token("malformed signature")),
         }
-        hmac::verify(&self.key, signing_input.as_bytes(), &tag)
-            .map_err(|_| Error::invalid_token("invalid signature"))?;
+        // Current key first: the common case pays for one HMAC, as before.
+        let input = signing_input.as_bytes();
+        if hmac::verify(&self.key, input, &tag).is_err()
+            && !self
+                .previous_keys
+                .iter()
+                .any(|key| hmac::verify(key, input, &tag).is_ok())
+        {
+            return Err(Error::invalid_token("invalid signature"));
+        }
         // Typical claims are a few hundred bytes: decode them on the stack.
         let mut buf = [0u8; 512];
         let heap;
@@ -410,6 +428,48 @@ mod tests {
             assert!(err.starts_with("Failed to validate DataHub token: "), "{err}");
             assert!(err.contains(expected), "expected {expected:?} in {err:?}");
         }
+    }
+
+    #[test]
+    fn previous_keys_verify_but_never_sign() {
+        const OLD: &str = "the key this deployment used before, 32+ bytes";
+        const OLDER: &str = "the key used before that one, also 32+ bytes";
+        let old = TokenCodec::new(&TokenServiceConfig::new(OLD, "salt").unwrap());
+        let older = TokenCodec::new(&TokenServiceConfig::new(OLDER, "salt").unwrap());
+        let config = TokenServiceConfig::new(
+            TokenServiceConfig::insecure_datahub_defaults().expose_signing_key(),
+            "salt",
+        )
+        .unwrap();
+        let rolled = TokenCodec::new(&config.clone().with_previous_signing_keys([OLD, OLDER]).unwrap());
+        let (old_token, older_token) = (old.sign(&claims(None)), older.sign(&claims(None)));
+        assert_eq!(rolled.verify(&old_token).unwrap(), claims(None));
+        assert_eq!(rolled.verify(&older_token).unwrap(), claims(None));
+        // Ids depend on the salt only: stored records survive the roll.
+        assert_eq!(rolled.token_id(&old_token), old.token_id(&old_token));
+        // New tokens are signed by the current key: a codec without the
+        // previous keys accepts them, the old key does not.
+        let new_token = rolled.sign(&claims(None));
+        assert!(TokenCodec::new(&config).verify(&new_token).is_ok());
+        assert!(old
+            .verify(&new_token)
+            .unwrap_err()
+            .to_string()
+            .contains("invalid signature"));
+        // Dropping a key invalidates exactly the tokens it signed.
+        let dropped = TokenCodec::new(&config.clone().with_previous_signing_keys([OLD]).unwrap());
+        assert!(dropped.verify(&old_token).is_ok());
+        assert!(dropped.verify(&new_token).is_ok());
+        assert!(dropped
+            .verify(&older_token)
+            .unwrap_err()
+            .to_string()
+            .contains("invalid signature"));
+        let printed = format!("{rolled:?}");
+        assert!(
+            !printed.contains("before") && !printed.contains("WnEdIeTG"),
+            "{printed}"
+        );
     }
 
     #[test]

@@ -10,6 +10,9 @@ use crate::error::{Error, Result};
 
 /// Environment variable holding the signing key.
 pub const ENV_SIGNING_KEY: &str = "DATAHUB_TOKEN_SERVICE_SIGNING_KEY";
+/// Environment variable listing previous signing keys, comma separated:
+/// they still verify tokens they signed but never sign new ones.
+pub const ENV_PREVIOUS_SIGNING_KEYS: &str = "DATAHUB_TOKEN_SERVICE_PREVIOUS_SIGNING_KEYS";
 /// Environment variable holding the salt for token ids.
 pub const ENV_SALT: &str = "DATAHUB_TOKEN_SERVICE_SALT";
 /// Environment variable holding the issuer (`iss` claim).
@@ -20,6 +23,12 @@ pub const ENV_ALLOW_NO_EXPIRY: &str = "ACCESS_TOKEN_ALLOW_NO_EXPIRY";
 pub const ENV_ALLOWED_DURATIONS: &str = "ACCESS_TOKEN_ALLOWED_DURATIONS";
 /// Environment variable with the lifetime of session tokens in ms.
 pub const ENV_SESSION_DURATION_MS: &str = "SESSION_TOKEN_DURATION_MS";
+
+/// Environment variable with the most live tokens one owner may hold (a
+/// positive number, or `none` for no limit).
+pub const ENV_MAX_TOKENS_PER_OWNER: &str = "ACCESS_TOKEN_MAX_PER_OWNER";
+/// The default maximum of live tokens per owner.
+pub const DEFAULT_MAX_TOKENS_PER_OWNER: usize = 100;
 
 /// DataHub's default issuer.
 pub const DEFAULT_ISSUER: &str = "datahub-metadata-service";
@@ -57,10 +66,12 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone)]
 pub struct TokenServiceConfig {
     pub(crate) signing_key: Secret,
+    pub(crate) previous_signing_keys: Vec<Secret>,
     pub(crate) salt: Secret,
     pub(crate) issuer: String,
     pub(crate) durations: DurationPolicy,
     pub(crate) session_duration_ms: i64,
+    pub(crate) max_tokens_per_owner: Option<usize>,
 }
 
 impl TokenServiceConfig {
@@ -70,26 +81,18 @@ impl TokenServiceConfig {
     /// [`MIN_SIGNING_KEY_BYTES`] (DataHub accepts both; we do not).
     pub fn new(signing_key: impl Into<String>, salt: impl Into<String>) -> Result<Self> {
         let (signing_key, salt) = (signing_key.into(), salt.into());
-        if signing_key.is_empty() {
-            return Err(Error::Config(format!(
-                "the signing key ({ENV_SIGNING_KEY}) is empty"
-            )));
-        }
-        if signing_key.len() < MIN_SIGNING_KEY_BYTES {
-            return Err(Error::Config(format!(
-                "the signing key ({ENV_SIGNING_KEY}) is {} bytes; at least {MIN_SIGNING_KEY_BYTES} are required",
-                signing_key.len()
-            )));
-        }
+        check_signing_key(&signing_key, &format!("the signing key ({ENV_SIGNING_KEY})"))?;
         if salt.is_empty() {
             return Err(Error::Config(format!("the salt ({ENV_SALT}) is empty")));
         }
         Ok(TokenServiceConfig {
             signing_key: Secret(signing_key),
+            previous_signing_keys: Vec::new(),
             salt: Secret(salt),
             issuer: DEFAULT_ISSUER.to_owned(),
             durations: DurationPolicy::default(),
             session_duration_ms: DEFAULT_SESSION_DURATION_MS,
+            max_tokens_per_owner: Some(DEFAULT_MAX_TOKENS_PER_OWNER),
         })
     }
 
@@ -108,8 +111,9 @@ impl TokenServiceConfig {
 
     /// Reads DataHub's environment variables ([`ENV_SIGNING_KEY`],
     /// [`ENV_SALT`], [`ENV_ISSUER`], [`ENV_ALLOW_NO_EXPIRY`],
-    /// [`ENV_ALLOWED_DURATIONS`], [`ENV_SESSION_DURATION_MS`]). Key and salt
-    /// are required: unlike DataHub there is no silent public default.
+    /// [`ENV_ALLOWED_DURATIONS`], [`ENV_SESSION_DURATION_MS`]) and ours
+    /// ([`ENV_PREVIOUS_SIGNING_KEYS`], [`ENV_MAX_TOKENS_PER_OWNER`]). Key and salt are required: unlike
+    /// DataHub there is no silent public default.
     pub fn from_env() -> Result<Self> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -120,6 +124,26 @@ impl TokenServiceConfig {
             lookup(name).ok_or_else(|| Error::Config(format!("environment variable {name} is not set")))
         };
         let mut config = Self::new(required(ENV_SIGNING_KEY)?, required(ENV_SALT)?)?;
+        if let Some(keys) = lookup(ENV_PREVIOUS_SIGNING_KEYS) {
+            // Empty items (a trailing comma, an empty variable) are skipped.
+            let keys = keys.split(',').map(str::trim).filter(|k| !k.is_empty());
+            config = config
+                .with_previous_signing_keys(keys)
+                .map_err(|e| Error::Config(format!("{ENV_PREVIOUS_SIGNING_KEYS}: {e}")))?;
+        }
+        if let Some(max) = lookup(ENV_MAX_TOKENS_PER_OWNER) {
+            let max = match max.trim() {
+                v if v.eq_ignore_ascii_case("none") => None,
+                v => Some(v.parse().map_err(|_| {
+                    Error::Config(format!(
+                        "{ENV_MAX_TOKENS_PER_OWNER} must be a positive number or none (got {max:?})"
+                    ))
+                })?),
+            };
+            config = config
+                .with_max_tokens_per_owner(max)
+                .map_err(|e| Error::Config(format!("{ENV_MAX_TOKENS_PER_OWNER}: {e}")))?;
+        }
         if let Some(issuer) = lookup(ENV_ISSUER) {
             config = config.with_issuer(issuer)?;
         }
@@ -155,6 +179,58 @@ impl TokenServiceConfig {
         }
         self.issuer = issuer;
         Ok(self)
+    }
+
+    /// Sets the keys of earlier deployments, to roll the signing key without
+    /// invalidating every token at once: tokens signed by any of them still
+    /// validate, new tokens are signed by the current key only. Removing a
+    /// key later invalidates exactly the tokens it signed (token ids depend
+    /// on the salt alone, so stored records stay valid).
+    ///
+    /// Each key is checked like the current one (at least
+    /// [`MIN_SIGNING_KEY_BYTES`]); replaces any previous keys set before.
+    pub fn with_previous_signing_keys<K: Into<String>>(
+        mut self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<Self> {
+        let mut previous = Vec::new();
+        for (i, key) in keys.into_iter().enumerate() {
+            let key = key.into();
+            check_signing_key(&key, &format!("previous signing key #{}", i + 1))?;
+            if key == *self.signing_key.expose() {
+                return Err(Error::Config(format!(
+                    "previous signing key #{} is the current signing key",
+                    i + 1
+                )));
+            }
+            previous.push(Secret(key));
+        }
+        self.previous_signing_keys = previous;
+        Ok(self)
+    }
+
+    /// Sets the most live (unexpired) tokens one owner may hold; creating
+    /// one more fails with [`Error::LimitExceeded`]. `None` removes the
+    /// limit; the default is [`DEFAULT_MAX_TOKENS_PER_OWNER`]. Zero is refused
+    /// (it would forbid every create).
+    pub fn with_max_tokens_per_owner(mut self, max: Option<usize>) -> Result<Self> {
+        if max == Some(0) {
+            return Err(Error::Config(
+                "the maximum number of tokens per owner must be at least 1 (use None for no limit)".into(),
+            ));
+        }
+        self.max_tokens_per_owner = max;
+        Ok(self)
+    }
+
+    /// The most live tokens one owner may hold; `None` if unlimited.
+    pub fn max_tokens_per_owner(&self) -> Option<usize> {
+        self.max_tokens_per_owner
+    }
+
+    /// How many previous signing keys still verify tokens.
+    pub fn previous_signing_key_count(&self) -> usize {
+        self.previous_signing_keys.len()
     }
 
     /// Sets which token lifetimes may be requested.
@@ -193,6 +269,20 @@ impl TokenServiceConfig {
     pub fn expose_salt(&self) -> &str {
         self.salt.expose()
     }
+}
+
+/// The checks every signing key passes; `what` names the key, never shows it.
+fn check_signing_key(key: &str, what: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::Config(format!("{what} is empty")));
+    }
+    if key.len() < MIN_SIGNING_KEY_BYTES {
+        return Err(Error::Config(format!(
+            "{what} is {} bytes; at least {MIN_SIGNING_KEY_BYTES} are required",
+            key.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Name of the file, inside a data directory, where
@@ -412,6 +502,86 @@ mod tests {
         let err = TokenServiceConfig::load_or_generate_with(tmp.path(), |_| None).unwrap_err();
         assert!(err.to_string().contains("at least 32"), "{err}");
         assert!(err.to_string().contains(SECRETS_FILE_NAME), "{err}");
+    }
+
+    #[test]
+    fn previous_signing_keys() {
+        const OLD: &str = "an older key of at least thirty-two bytes";
+        let config = TokenServiceConfig::new(KEY, "s")
+            .unwrap()
+            .with_previous_signing_keys([OLD])
+            .unwrap();
+        assert_eq!(config.previous_signing_key_count(), 1);
+        let printed = format!("{config:?}");
+        assert!(!printed.contains(OLD) && !printed.contains(KEY), "{printed}");
+        let err = |r: Result<TokenServiceConfig>| r.unwrap_err().to_string();
+        let base = || TokenServiceConfig::new(KEY, "s").unwrap();
+        assert!(err(base().with_previous_signing_keys([OLD, "short"]))
+            .contains("previous signing key #2 is 5 bytes; at least 32"));
+        assert!(err(base().with_previous_signing_keys([""])).contains("previous signing key #1 is empty"));
+        assert!(err(base().with_previous_signing_keys([KEY])).contains("is the current signing key"));
+        let env = from(&[
+            (ENV_SIGNING_KEY, KEY),
+            (ENV_SALT, "s"),
+            (
+                ENV_PREVIOUS_SIGNING_KEYS,
+                &format!(" {OLD} , {}, ", "x".repeat(32)),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(env.previous_signing_key_count(), 2);
+        assert_eq!(env.previous_signing_keys[0].expose(), OLD);
+        let bad = err(from(&[
+            (ENV_SIGNING_KEY, KEY),
+            (ENV_SALT, "s"),
+            (ENV_PREVIOUS_SIGNING_KEYS, "tooshort"),
+        ]));
+        assert!(
+            bad.contains(ENV_PREVIOUS_SIGNING_KEYS) && bad.contains("at least 32"),
+            "{bad}"
+        );
+        assert!(!bad.contains("tooshort"), "{bad}");
+        assert_eq!(
+            from(&[
+                (ENV_SIGNING_KEY, KEY),
+                (ENV_SALT, "s"),
+                (ENV_PREVIOUS_SIGNING_KEYS, "")
+            ])
+            .unwrap()
+            .previous_signing_key_count(),
+            0
+        );
+    }
+
+    #[test]
+    fn max_tokens_per_owner() {
+        let base = || TokenServiceConfig::new(KEY, "s").unwrap();
+        assert_eq!(base().max_tokens_per_owner(), Some(DEFAULT_MAX_TOKENS_PER_OWNER));
+        assert_eq!(
+            base()
+                .with_max_tokens_per_owner(None)
+                .unwrap()
+                .max_tokens_per_owner(),
+            None
+        );
+        assert!(base()
+            .with_max_tokens_per_owner(Some(0))
+            .unwrap_err()
+            .to_string()
+            .contains("at least 1"));
+        let env = |v: &str| {
+            from(&[
+                (ENV_SIGNING_KEY, KEY),
+                (ENV_SALT, "s"),
+                (ENV_MAX_TOKENS_PER_OWNER, v),
+            ])
+        };
+        assert_eq!(env(" 7 ").unwrap().max_tokens_per_owner(), Some(7));
+        assert_eq!(env("NONE").unwrap().max_tokens_per_owner(), None);
+        for bad in ["0", "-1", "lots"] {
+            let e = env(bad).unwrap_err().to_string();
+            assert!(e.contains(ENV_MAX_TOKENS_PER_OWNER), "{e}");
+        }
     }
 
     #[test]

@@ -35,6 +35,19 @@ pub enum Error {
         id: String,
     },
 
+    /// The owner already holds as many live tokens as allowed; revoking one
+    /// (or letting one expire) makes room.
+    #[error(
+        "{owner} already has {limit} live access tokens, the most allowed per owner \
+         (limit {limit}); revoke one before creating another"
+    )]
+    LimitExceeded {
+        /// The owner's urn.
+        owner: String,
+        /// The configured maximum of live tokens per owner.
+        limit: usize,
+    },
+
     /// The presented token is malformed, forged or unsupported.
     #[error("Failed to validate DataHub token: {0}")]
     InvalidToken(String),

@@ -14,14 +14,14 @@ use crate::codec::{
     AccessTokenClaims, TokenCodec, ACTOR_TYPE_USER, MAX_TOKEN_BYTES, VERSION_STATEFUL, VERSION_STATELESS,
 };
 use crate::config::TokenServiceConfig;
-use crate::duration::DurationPolicy;
+use crate::duration::{AccessTokenDuration, DurationPolicy};
 use crate::error::{Error, Result};
 use crate::model::{
     AccessToken, AccessTokenMetadata, AccessTokenType, CreateAccessTokenInput, DataHubAccessTokenInfo,
     ListAccessTokenInput, ListAccessTokenResult, StoredAccessToken,
 };
 use crate::policy::{PolicyEngine, Privilege};
-use crate::store::{ListQuery, TokenField, TokenStore};
+use crate::store::{ListQuery, OwnerLimit, TokenField, TokenStore};
 use crate::urn::Urn;
 use crate::verified::VerifiedTokens;
 
@@ -52,6 +52,7 @@ pub struct ValidatedAccessToken {
 /// | create | the caller can manage, or creates for themself and can generate |
 /// | list | the caller can manage, or can generate and filters `ownerUrn` to exactly themself |
 /// | revoke | the caller can manage, or owns the token |
+/// | rotate | the caller can manage, or owns the token, acts as it, and can generate |
 /// | get metadata | the caller can manage |
 ///
 /// "Can generate" means holding [`Privilege::GeneratePersonalAccessTokens`] or
@@ -59,7 +60,9 @@ pub struct ValidatedAccessToken {
 #[async_trait]
 pub trait TokenService: Debug + Send + Sync + 'static {
     /// Mints a personal token and stores its record. The plaintext is in
-    /// the result and nowhere else.
+    /// the result and nowhere else. Fails with [`Error::LimitExceeded`] if
+    /// the caller (the owner) already holds the configured maximum of live
+    /// tokens.
     async fn create_access_token(&self, caller: &Urn, input: CreateAccessTokenInput) -> Result<AccessToken>;
 
     /// Lists token metadata matching the filters, one page at a time.
@@ -72,6 +75,21 @@ pub trait TokenService: Debug + Send + Sync + 'static {
     /// Revokes (deletes) a token by id; `Ok(true)` on success, and
     /// [`Error::NotFound`] if no such token exists.
     async fn revoke_access_token(&self, caller: &Urn, token_id: &str) -> Result<bool>;
+
+    /// Replaces a token by a new one with the same actor, owner, name and
+    /// description, in one atomic step: the old token stops validating
+    /// exactly when the new one starts. The new token lasts `duration`
+    /// (checked against the duration policy) or, if `None`, as long as the
+    /// old one was made to last (`expiresAt - createdAt`; a never-expiring
+    /// token needs never-expiring tokens still allowed). Allowed to whoever
+    /// may revoke the old token and create the new one; the plaintext of
+    /// the new token is in the result and nowhere else.
+    async fn rotate_access_token(
+        &self,
+        caller: &Urn,
+        token_id: &str,
+        duration: Option<AccessTokenDuration>,
+    ) -> Result<AccessToken>;
 
     /// The stored metadata of a plaintext token (managers only).
     async fn get_access_token_metadata(&self, caller: &Urn, token: &str) -> Result<AccessTokenMetadata>;
@@ -96,6 +114,7 @@ pub struct DataHubTokenService {
     codec: TokenCodec,
     durations: DurationPolicy,
     session_duration_ms: i64,
+    max_tokens_per_owner: Option<usize>,
     store: Arc<dyn TokenStore>,
     policies: Arc<dyn PolicyEngine>,
     clock: Arc<dyn Clock>,
@@ -111,6 +130,7 @@ impl DataHubTokenService {
             codec: TokenCodec::new(&config),
             durations: config.durations,
             session_duration_ms: config.session_duration_ms,
+            max_tokens_per_owner: config.max_tokens_per_owner,
             store: Arc::new(store),
             policies: Arc::new(policies),
             clock: Arc::new(SystemClock),
@@ -297,7 +317,11 @@ impl TokenService for DataHubTokenService {
                 description: input.description,
             },
         };
-        self.store.insert(stored.clone()).await?;
+        let limit = self.max_tokens_per_owner.map(|max_live| OwnerLimit {
+            max_live,
+            now_ms: created_at,
+        });
+        self.store.insert_within_limit(stored.clone(), limit).await?;
         self.audit(AuditEventKind::Created, Some(caller), Some(&stored.id));
         Ok(AccessToken::new(token, Some(stored.into())))
     }
@@ -342,6 +366,77 @@ impl TokenService for DataHubTokenService {
         } else {
             Err(Error::NotFound)
         }
+    }
+
+    async fn rotate_access_token(
+        &self,
+        caller: &Urn,
+        token_id: &str,
+        duration: Option<AccessTokenDuration>,
+    ) -> Result<AccessToken> {
+        check_token_id(token_id)?;
+        let old = self.store.get(token_id).await?.ok_or(Error::NotFound)?;
+        let info = &old.info;
+        let allowed = self.can_manage(caller).await?
+            || (info.owner_urn == *caller && info.actor_urn == *caller && self.can_generate(caller).await?);
+        if !allowed {
+            return Err(self.deny("rotateAccessToken", caller, Some(token_id)));
+        }
+        let now = self.clock.now_ms();
+        if info.expires_at.is_some_and(|at| at < now) {
+            // Rotating would bring a dead token back to life.
+            return Err(Error::Expired);
+        }
+        let lifetime_ms = match duration {
+            Some(duration) => self.durations.resolve(Some(duration), None)?,
+            None => match info.expires_at {
+                Some(expires_at) => Some(expires_at.saturating_sub(info.created_at).max(0)),
+                None if self.durations.allow_no_expiry() => None,
+                None => {
+                    return Err(Error::invalid_input(
+                        "the token never expires and never-expiring tokens are no longer allowed: \
+                         give a duration for the new token",
+                    ))
+                }
+            },
+        };
+        let created_at = now;
+        let expires_at = match lifetime_ms {
+            Some(ms) => Some(
+                created_at
+                    .checked_add(ms)
+                    .ok_or_else(|| Error::invalid_input("the expiry time is out of range"))?,
+            ),
+            None => None,
+        };
+        let token = self.codec.sign(&self.claims(
+            VERSION_STATEFUL,
+            AccessTokenType::Personal,
+            &info.actor_urn,
+            expires_at,
+        ));
+        let new = StoredAccessToken {
+            id: self.codec.token_id(&token),
+            info: DataHubAccessTokenInfo {
+                name: info.name.clone(),
+                actor_urn: info.actor_urn.clone(),
+                owner_urn: info.owner_urn.clone(),
+                created_at,
+                expires_at,
+                description: info.description.clone(),
+            },
+        };
+        // Atomic in the store: NotFound if someone revoked (or rotated) the
+        // old token meanwhile, and then nothing was created.
+        self.store.replace(token_id, new.clone()).await?;
+        self.audit(
+            AuditEventKind::Rotated {
+                new_token_id: new.id.clone(),
+            },
+            Some(caller),
+            Some(token_id),
+        );
+        Ok(AccessToken::new(token, Some(new.into())))
     }
 
     async fn get_access_token_metadata(&self, caller: &Urn, token: &str) -> Result<AccessTokenMetadata> {

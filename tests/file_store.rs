@@ -258,13 +258,13 @@ async fn foreign_and_newer_files_are_refused() {
     std::fs::remove_file(&log).unwrap();
     log_with_records(tmp.path(), 1).await;
     let mut bytes = std::fs::read(&log).unwrap();
-    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
     let crc = crc32(&bytes[..12]);
     bytes[12..16].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&log, &bytes).unwrap();
     let message = open_error(FileTokenStore::open(tmp.path()).await);
-    assert!(message.contains("format version 2"), "{message}");
-    assert!(message.contains("reads version 1"), "{message}");
+    assert!(message.contains("format version 3"), "{message}");
+    assert!(message.contains("reads versions 1 to 2"), "{message}");
 }
 
 // CRC-32 (IEEE), bit by bit: the test does not trust the crate's own.
@@ -371,4 +371,41 @@ async fn the_plaintext_token_never_reaches_the_disk() {
     }
     let store = open(&dir).await;
     assert_eq!(store.stats().live_tokens, 3);
+}
+
+/// A version 1 log (inserts and deletes only) opens with every token, is
+/// upgraded to version 2 on open, and then takes replace records that
+/// survive a reopen.
+#[tokio::test]
+async fn a_version_1_log_is_read_and_upgraded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (log, _) = log_with_records(tmp.path(), 5).await;
+    {
+        let store = open(tmp.path()).await;
+        assert!(store.delete(&token(4).id).await.unwrap());
+        drop(store);
+    }
+    // Version 1 had exactly these record kinds: relabel the header.
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32(&bytes[..12]);
+    bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&log, &bytes).unwrap();
+
+    let store = open(tmp.path()).await;
+    let mut expected: Vec<_> = (0..4).map(token).collect();
+    expected.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(all(&store).await, expected);
+    let header = std::fs::read(&log).unwrap();
+    assert_eq!(
+        u32::from_le_bytes(header[8..12].try_into().unwrap()),
+        2,
+        "upgraded on open"
+    );
+    store.replace(&token(0).id, token(9)).await.unwrap();
+    drop(store);
+    let store = open(tmp.path()).await;
+    let mut expected: Vec<_> = [1, 2, 3, 9].into_iter().map(token).collect();
+    expected.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(all(&store).await, expected, "the replace record replays");
 }

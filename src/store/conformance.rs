@@ -20,7 +20,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use ring::digest;
 
-use super::{listing_order, Condition, Filter, ListQuery, TokenField, TokenStore};
+use super::{listing_order, Condition, Filter, ListQuery, OwnerLimit, TokenField, TokenStore};
 use crate::error::Error;
 use crate::model::{DataHubAccessTokenInfo, StoredAccessToken};
 use crate::urn::Urn;
@@ -41,6 +41,10 @@ where
     pages_never_skip_or_repeat(&new_store().await).await;
     delete_expired_removes_exactly_the_expired(&new_store().await).await;
     concurrent_inserts(Arc::new(new_store().await)).await;
+    owner_limit_is_respected(&new_store().await).await;
+    replace_is_all_or_nothing(&new_store().await).await;
+    concurrent_replaces_of_one_token(Arc::new(new_store().await)).await;
+    concurrent_inserts_never_exceed_the_owner_limit(Arc::new(new_store().await)).await;
 }
 
 /// A realistic token id (44 characters of base64, may hold `+ / =`) for `n`.
@@ -566,4 +570,237 @@ pub async fn concurrent_inserts<S: TokenStore + ?Sized>(store: Arc<S>) {
         .await
         .unwrap();
     assert_eq!(page.total as u64, TASKS / 4 * PER_TASK);
+}
+
+fn owner_total(owner: &str) -> ListQuery {
+    ListQuery {
+        filters: vec![filter(
+            TokenField::OwnerUrn,
+            Condition::Equal,
+            &[&format!("urn:li:corpuser:{owner}")],
+            false,
+        )],
+        start: 0,
+        count: 1_000,
+    }
+}
+
+/// `insert_within_limit`: refuses the token past the limit with
+/// `LimitExceeded` naming it and changes nothing; expired tokens do not
+/// count (live means `expiresAt >= now`); other owners are unaffected; a
+/// duplicate id is `AlreadyExists`; `None` means no limit.
+pub async fn owner_limit_is_respected(store: &dyn TokenStore) {
+    const NOW: i64 = 1_000_000;
+    let limit = Some(OwnerLimit {
+        max_live: 3,
+        now_ms: NOW,
+    });
+    // Two expired tokens, one expiring exactly now (still live), one never.
+    for (n, expires_at) in [(1, Some(NOW - 1)), (2, Some(0)), (3, Some(NOW)), (4, None)] {
+        store
+            .insert_within_limit(sample_token(n, "alice", 0, expires_at), limit)
+            .await
+            .unwrap_or_else(|e| panic!("insert {n} within the limit failed: {e}"));
+    }
+    store
+        .insert_within_limit(sample_token(5, "alice", 0, Some(NOW + 1)), limit)
+        .await
+        .expect("expired tokens must not count toward the limit: 2 live before this insert");
+    match store
+        .insert_within_limit(sample_token(6, "alice", 0, None), limit)
+        .await
+    {
+        Err(Error::LimitExceeded { owner, limit: 3 }) => {
+            assert_eq!(owner, "urn:li:corpuser:alice")
+        }
+        other => panic!("the 4th live token of an owner with limit 3 must be LimitExceeded, got {other:?}"),
+    }
+    assert_eq!(
+        store.get(&token_id(6)).await.unwrap(),
+        None,
+        "a refused insert changes nothing"
+    );
+    let error = store
+        .insert_within_limit(sample_token(6, "alice", 0, None), limit)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("limit 3"), "the error names the limit: {error}");
+    match store
+        .insert_within_limit(sample_token(5, "alice", 0, None), limit)
+        .await
+    {
+        Err(Error::AlreadyExists { .. }) => {}
+        other => panic!("a duplicate id is AlreadyExists even at the limit, got {other:?}"),
+    }
+    // Another owner has its own count.
+    for n in 10..13 {
+        store
+            .insert_within_limit(sample_token(n, "bob", 0, None), limit)
+            .await
+            .expect("other owners are unaffected by alice's tokens");
+    }
+    // Later, when more of alice's tokens have expired, there is room again.
+    let later = Some(OwnerLimit {
+        max_live: 3,
+        now_ms: NOW + 1,
+    });
+    store
+        .insert_within_limit(sample_token(7, "alice", 0, None), later)
+        .await
+        .expect("token 3 expired at now and no longer counts one ms later");
+    assert!(
+        matches!(
+            store
+                .insert_within_limit(sample_token(8, "alice", 0, None), later)
+                .await,
+            Err(Error::LimitExceeded { .. })
+        ),
+        "tokens 4, 5 and 7 are live: alice is at her limit again"
+    );
+    // Deleting makes room; no limit means no limit.
+    assert!(store.delete(&token_id(4)).await.unwrap());
+    store
+        .insert_within_limit(sample_token(8, "alice", 0, None), later)
+        .await
+        .expect("a deleted token no longer counts");
+    store
+        .insert_within_limit(sample_token(9, "alice", 0, None), None)
+        .await
+        .expect("no limit");
+    assert_eq!(store.list(&owner_total("alice")).await.unwrap().total, 7);
+    assert_eq!(store.list(&owner_total("bob")).await.unwrap().total, 3);
+}
+
+/// Many tasks creating tokens for one owner at once never take it past its
+/// limit, and exactly the limit's worth succeed; another owner racing
+/// alongside fills its own limit.
+pub async fn concurrent_inserts_never_exceed_the_owner_limit<S: TokenStore + ?Sized>(store: Arc<S>) {
+    const TASKS: u64 = 16;
+    const PER_TASK: u64 = 8;
+    const MAX: usize = 20;
+    let limit = Some(OwnerLimit {
+        max_live: MAX,
+        now_ms: 0,
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..TASKS {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut inserted = [0usize; 2];
+            for i in 0..PER_TASK {
+                for (k, owner) in ["crowded", "busy"].into_iter().enumerate() {
+                    let n = 10_000 * (k as u64 + 1) + task * PER_TASK + i;
+                    match store
+                        .insert_within_limit(sample_token(n, owner, 0, None), limit)
+                        .await
+                    {
+                        Ok(()) => inserted[k] += 1,
+                        Err(Error::LimitExceeded { .. }) => {}
+                        Err(e) => panic!("limited insert failed with {e}"),
+                    }
+                }
+            }
+            inserted
+        });
+    }
+    let mut inserted = [0usize; 2];
+    while let Some(result) = tasks.join_next().await {
+        let counts = result.expect("task did not panic");
+        inserted[0] += counts[0];
+        inserted[1] += counts[1];
+    }
+    assert_eq!(
+        inserted,
+        [MAX, MAX],
+        "exactly the limit's worth of racing inserts succeed"
+    );
+    for owner in ["crowded", "busy"] {
+        assert_eq!(
+            store.list(&owner_total(owner)).await.unwrap().total,
+            MAX,
+            "{owner} holds exactly its limit"
+        );
+    }
+}
+
+/// `replace(old, new)`: swaps the records; `NotFound` for a missing old id
+/// and `AlreadyExists` for a taken new id, changing nothing either way.
+pub async fn replace_is_all_or_nothing(store: &dyn TokenStore) {
+    let (one, two, three) = (
+        sample_token(1, "alice", 10, Some(1_000)),
+        sample_token(2, "alice", 20, None),
+        sample_token(3, "alice", 30, Some(5_000)),
+    );
+    insert_all(store, &[one.clone(), two.clone()]).await;
+    store
+        .replace(&one.id, three.clone())
+        .await
+        .expect("replace of a present id by a new one");
+    assert_eq!(store.get(&one.id).await.unwrap(), None, "the old record is gone");
+    assert_eq!(
+        store.get(&three.id).await.unwrap(),
+        Some(three.clone()),
+        "the new record round-trips"
+    );
+    assert!(!store.contains(&one.id).await.unwrap());
+    assert!(store.contains(&three.id).await.unwrap());
+
+    let four = sample_token(4, "alice", 40, None);
+    match store.replace(&one.id, four.clone()).await {
+        Err(Error::NotFound) => {}
+        other => panic!("replacing a missing id must be NotFound, got {other:?}"),
+    }
+    assert_eq!(
+        store.get(&four.id).await.unwrap(),
+        None,
+        "a failed replace inserts nothing"
+    );
+    match store.replace(&three.id, two.clone()).await {
+        Err(Error::AlreadyExists { id }) => assert_eq!(id, two.id),
+        other => panic!("replacing by a taken id must be AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(
+        store.get(&three.id).await.unwrap(),
+        Some(three.clone()),
+        "a failed replace deletes nothing"
+    );
+    let page = store.list(&ListQuery::all(100)).await.unwrap();
+    assert_eq!(page.total, 2);
+    assert_eq!(
+        store.delete_expired(2_000).await.unwrap(),
+        Vec::<String>::new(),
+        "the replaced token's expiry is gone with it"
+    );
+    assert_eq!(store.delete_expired(6_000).await.unwrap(), vec![three.id.clone()]);
+}
+
+/// Many tasks rotating the same token at once: exactly one replace wins,
+/// the rest see `NotFound`, and exactly one record is left of the lineage.
+pub async fn concurrent_replaces_of_one_token<S: TokenStore + ?Sized>(store: Arc<S>) {
+    const TASKS: u64 = 16;
+    let original = sample_token(1, "alice", 0, None);
+    store.insert(original.clone()).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..TASKS {
+        let (store, old) = (store.clone(), original.id.clone());
+        tasks.spawn(async move {
+            match store
+                .replace(&old, sample_token(100 + task, "alice", 0, None))
+                .await
+            {
+                Ok(()) => Some(100 + task),
+                Err(Error::NotFound) => None,
+                Err(e) => panic!("racing replace failed with {e}"),
+            }
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        winners.extend(result.expect("task did not panic"));
+    }
+    assert_eq!(winners.len(), 1, "exactly one racing replace wins: {winners:?}");
+    let page = store.list(&ListQuery::all(100)).await.unwrap();
+    assert_eq!(page.total, 1, "never both, never neither");
+    assert_eq!(page.tokens[0].id, token_id(winners[0]));
 }

@@ -3,7 +3,8 @@
 //!
 //! # Durability
 //!
-//! Every acknowledged [`insert`](TokenStore::insert), [`delete`](TokenStore::delete)
+//! Every acknowledged [`insert`](TokenStore::insert) (limited or not),
+//! [`replace`](TokenStore::replace), [`delete`](TokenStore::delete)
 //! and [`delete_expired`](TokenStore::delete_expired) is on disk before the call
 //! returns: its record is appended to the log and the log is `fdatasync`ed;
 //! after a rename (compaction, first creation) the directory is fsynced too.
@@ -26,14 +27,14 @@
 //! | `tokens.lock` | held with an exclusive OS lock while a store has the directory open |
 //! | `tokens.log.compact` | a compaction in progress; removed on open if a crash left it |
 //!
-//! # On-disk format of `tokens.log` (version 1)
+//! # On-disk format of `tokens.log` (version 2)
 //!
 //! All integers are little-endian. The file starts with a 16-byte header:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 0..8 | magic `DHATLOG\0` |
-//! | 8..12 | format version, `u32` (this build writes and reads 1) |
+//! | 8..12 | format version, `u32` (this build writes 2, reads 1 and 2) |
 //! | 12..16 | CRC-32 (IEEE) of bytes 0..12 |
 //!
 //! Records follow, one after another:
@@ -50,6 +51,13 @@
 //! * `1` insert: `id`, `name`, `actorUrn`, `ownerUrn` (texts), `createdAt`
 //!   (`i64` ms), optional `expiresAt` (`i64` ms), optional `description` (text).
 //! * `2` delete: `u32` count, then that many token ids (texts).
+//! * `3` replace (version 2 on): the `id` deleted (text), then the token
+//!   inserted, laid out as in an insert. One record, so a crash never leaves
+//!   half a rotation ([`TokenStore::replace`]).
+//!
+//! Version 1 is version 2 without replace records. A version 1 log is read
+//! and then upgraded on open by a compaction (which writes a version 2
+//! header), before anything can append a replace record to it.
 //!
 //! The plaintext token is never written: only its id and its info.
 //!
@@ -87,9 +95,10 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 use super::memory::Index;
-use super::{ListPage, ListQuery, MemoryTokenStore, TokenStore};
+use super::{ListPage, ListQuery, MemoryTokenStore, OwnerLimit, TokenStore};
 use crate::error::{Error, Result};
 use crate::model::StoredAccessToken;
+use crate::urn::Urn;
 
 mod format;
 pub(crate) mod fsutil;
@@ -201,11 +210,13 @@ struct State {
     closed: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Pending {
     seq: u64,
     /// `Some(expires_at)` if the id will be present, `None` if absent.
     present: Option<Option<i64>>,
+    /// The owner of a pending insert, for per-owner limits.
+    owner: Option<Urn>,
 }
 
 struct Op {
@@ -218,6 +229,8 @@ struct Op {
 enum Apply {
     Insert(StoredAccessToken),
     Delete(Vec<String>),
+    /// Delete the first id and insert the token, as one step.
+    Replace(String, StoredAccessToken),
     /// Nothing: the op only waits for the writes queued before it.
     Barrier,
     /// Rewrite the log now.
@@ -250,8 +263,9 @@ enum FileStoreError {
     #[error("{} is not a DataHub token log (its header is missing or foreign)", path.display())]
     NotOurs { path: PathBuf },
     #[error(
-        "{} is a token log of format version {version}; this build reads version {} only, so upgrade it",
+        "{} is a token log of format version {version}; this build reads versions {} to {}, so upgrade it",
         path.display(),
+        format::OLDEST_VERSION,
         format::FORMAT_VERSION
     )]
     NewerVersion { path: PathBuf, version: u32 },
@@ -419,7 +433,21 @@ impl FileTokenStore {
         };
         {
             let mut writer = shared.writer();
-            if shared.compaction_due(&writer) {
+            if replayed.version < format::FORMAT_VERSION {
+                // Upgrade before any newer record kind can be appended.
+                shared.compact(&mut writer).map_err(|e| match e {
+                    FileStoreError::Io { context, source } => FileStoreError::Io {
+                        context: format!(
+                            "upgrading {} from format version {} to {}: {context}",
+                            shared.log_path.display(),
+                            replayed.version,
+                            format::FORMAT_VERSION
+                        ),
+                        source,
+                    },
+                    other => other,
+                })?;
+            } else if shared.compaction_due(&writer) {
                 // Not fatal: the log is intact, and the next batch retries.
                 let _ = shared.compact(&mut writer);
             }
@@ -462,12 +490,33 @@ impl FileTokenStore {
             match &apply {
                 Apply::Insert(token) => {
                     let present = Some(token.info.expires_at);
-                    state.pending.insert(token.id.clone(), Pending { seq, present });
+                    let owner = Some(token.info.owner_urn.clone());
+                    state
+                        .pending
+                        .insert(token.id.clone(), Pending { seq, present, owner });
                 }
                 Apply::Delete(ids) => {
                     for id in ids {
-                        state.pending.insert(id.clone(), Pending { seq, present: None });
+                        let pending = Pending {
+                            seq,
+                            present: None,
+                            owner: None,
+                        };
+                        state.pending.insert(id.clone(), pending);
                     }
+                }
+                Apply::Replace(old, token) => {
+                    let gone = Pending {
+                        seq,
+                        present: None,
+                        owner: None,
+                    };
+                    state.pending.insert(old.clone(), gone);
+                    let present = Some(token.info.expires_at);
+                    let owner = Some(token.info.owner_urn.clone());
+                    state
+                        .pending
+                        .insert(token.id.clone(), Pending { seq, present, owner });
                 }
                 Apply::Barrier | Apply::Compact => {}
             }
@@ -532,6 +581,8 @@ async fn off_executor<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 
 }
 
 struct Replayed {
+    /// The log's format version.
+    version: u32,
     /// Bytes of intact log.
     len: u64,
     dead: u64,
@@ -542,8 +593,8 @@ struct Replayed {
 /// Rebuilds the index from the log's bytes: replays into a map by id, then
 /// builds the index in bulk (much faster than inserting one by one).
 fn replay(path: &Path, bytes: &[u8]) -> Result<(Index, Replayed), FileStoreError> {
-    match format::check_header(bytes) {
-        Ok(()) => {}
+    let version = match format::check_header(bytes) {
+        Ok(version) => version,
         Err(format::HeaderProblem::NotOurs) => return Err(FileStoreError::NotOurs { path: path.into() }),
         Err(format::HeaderProblem::Newer(version)) => {
             return Err(FileStoreError::NewerVersion {
@@ -558,7 +609,7 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Index, Replayed), FileStoreError
                 reason: "the header checksum does not match".into(),
             })
         }
-    }
+    };
     let damaged = |offset: usize, reason: String| FileStoreError::Damaged {
         path: path.into(),
         offset: offset as u64,
@@ -588,6 +639,18 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Index, Replayed), FileStoreError
                                     return Err(damaged(offset, why));
                                 }
                             }
+                            DecodedRecord::Replace(old, token) => {
+                                if live.remove(&old).is_none() {
+                                    let why = format!("a replace of token id {old}, which is not there");
+                                    return Err(damaged(offset, why));
+                                }
+                                dead += 1;
+                                inserted.push(token.clone());
+                                if let Some(first) = live.insert(token.id.clone(), token) {
+                                    let why = format!("a second insert of token id {}", first.id);
+                                    return Err(damaged(offset, why));
+                                }
+                            }
                             DecodedRecord::Delete(ids) => {
                                 dead += 1;
                                 for id in &ids {
@@ -601,6 +664,7 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Index, Replayed), FileStoreError
                 }
                 Decoded::End { len, torn } => {
                     let replayed = Replayed {
+                        version,
                         len: len as u64,
                         dead,
                         torn_at: torn.then_some(len as u64),
@@ -631,6 +695,7 @@ enum Decoded {
 enum DecodedRecord {
     Insert(Arc<StoredAccessToken>),
     Delete(Vec<String>),
+    Replace(String, Arc<StoredAccessToken>),
 }
 
 /// Checks and decodes every record, sending them on in batches; stops early
@@ -655,6 +720,7 @@ fn decode_all(
                 let record = match format::decode(payload) {
                     Ok(format::Record::Insert(token)) => DecodedRecord::Insert(Arc::new(token)),
                     Ok(format::Record::Delete(ids)) => DecodedRecord::Delete(ids),
+                    Ok(format::Record::Replace { old, new }) => DecodedRecord::Replace(old, Arc::new(new)),
                     Err(why) => break Decoded::Failed(damaged(offset, why)),
                 };
                 batch.push((offset, record));
@@ -790,6 +856,15 @@ impl Shared {
                             }
                             touched.push(id);
                         }
+                    }
+                    Apply::Replace(old, token) => {
+                        if index.remove(&old).is_some() {
+                            writer.dead += 1;
+                        }
+                        touched.push(old);
+                        touched.push(token.id.clone());
+                        let inserted = index.insert(token);
+                        debug_assert!(inserted.is_ok(), "replaces are decided against the index");
                     }
                     Apply::Barrier => {}
                     Apply::Compact => {
@@ -953,15 +1028,55 @@ impl fmt::Debug for FileTokenStore {
 
 #[async_trait]
 impl TokenStore for FileTokenStore {
-    async fn insert(&self, token: StoredAccessToken) -> Result<()> {
+    async fn insert_within_limit(&self, token: StoredAccessToken, limit: Option<OwnerLimit>) -> Result<()> {
         let mut record = Vec::with_capacity(256);
         format::encode_insert(&mut record, &token);
         self.submit(move |state, index| {
             Ok(match state.lookup(index, &token.id) {
                 (Some(_), false) => return Err(Error::AlreadyExists { id: token.id }),
                 (Some(_), true) => Plan::Wait(Err(Error::AlreadyExists { id: token.id })),
-                (None, _) => Plan::Write(record, Apply::Insert(token), Ok(())),
+                (None, _) => {
+                    if let Some(limit) = limit {
+                        // Decided under the state lock against what the index
+                        // will hold once the queued writes land, so two
+                        // queued inserts cannot both take the last place.
+                        let owner = &token.info.owner_urn;
+                        let mut live = index.live_count_of_owner(owner, limit.now_ms);
+                        for (id, pending) in &state.pending {
+                            // What the index counts for a queued id is replaced
+                            // by what the queued write will leave.
+                            if let Some(indexed) = index.get(id) {
+                                if indexed.info.owner_urn == *owner && limit.counts(indexed.info.expires_at) {
+                                    live -= 1;
+                                }
+                            }
+                            let queued_live = pending.present.is_some_and(|at| limit.counts(at));
+                            if queued_live && pending.owner.as_ref() == Some(owner) {
+                                live += 1;
+                            }
+                        }
+                        Index::check_owner_limit(owner, live, limit)?;
+                    }
+                    Plan::Write(record, Apply::Insert(token), Ok(()))
+                }
             })
+        })
+        .await?
+    }
+
+    async fn replace(&self, old_id: &str, new: StoredAccessToken) -> Result<()> {
+        let mut record = Vec::with_capacity(256);
+        format::encode_replace(&mut record, old_id, &new);
+        self.submit(move |state, index| {
+            Ok(
+                match (state.lookup(index, old_id), state.lookup(index, &new.id)) {
+                    ((None, false), _) => return Err(Error::NotFound),
+                    ((None, true), _) => Plan::Wait(Err(Error::NotFound)),
+                    (_, (Some(_), false)) => return Err(Error::AlreadyExists { id: new.id }),
+                    (_, (Some(_), true)) => Plan::Wait(Err(Error::AlreadyExists { id: new.id })),
+                    _ => Plan::Write(record, Apply::Replace(old_id.to_owned(), new), Ok(())),
+                },
+            )
         })
         .await?
     }

@@ -7,7 +7,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 use rustc_hash::FxHashMap;
 
-use super::{ListPage, ListQuery, ListingKey, TokenField, TokenStore};
+use super::{ListPage, ListQuery, ListingKey, OwnerLimit, TokenField, TokenStore};
 use crate::error::{Error, Result};
 use crate::model::StoredAccessToken;
 use crate::urn::Urn;
@@ -235,6 +235,30 @@ impl Index {
         Ok(())
     }
 
+    /// How many of `owner`'s tokens are live at `now_ms` (`expiresAt`
+    /// absent or `>= now_ms`). Expired tokens sit together in listing order,
+    /// so this costs a lookup plus one step per expired (unpurged) token,
+    /// not one per token.
+    pub(crate) fn live_count_of_owner(&self, owner: &Urn, now_ms: i64) -> usize {
+        self.by_owner.get(owner).map_or(0, |tokens| {
+            let expired = tokens
+                .range(ListingKey::first_expiring_before(now_ms)..ListingKey::first_never_expiring())
+                .count();
+            tokens.len() - expired
+        })
+    }
+
+    /// Fails with `LimitExceeded` if `live` tokens already fill `limit`.
+    pub(crate) fn check_owner_limit(owner: &Urn, live: usize, limit: OwnerLimit) -> Result<()> {
+        if live >= limit.max_live {
+            return Err(Error::LimitExceeded {
+                owner: owner.to_string(),
+                limit: limit.max_live,
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn remove(&mut self, id: &str) -> Option<Arc<StoredAccessToken>> {
         let token = self.by_id.remove(&IdKey::new(id))?;
         let key = ListingKey::of(&token);
@@ -331,8 +355,31 @@ impl Index {
 
 #[async_trait]
 impl TokenStore for MemoryTokenStore {
-    async fn insert(&self, token: StoredAccessToken) -> Result<()> {
-        self.write().insert(token)
+    async fn insert_within_limit(&self, token: StoredAccessToken, limit: Option<OwnerLimit>) -> Result<()> {
+        // Checked and inserted under one write lock: concurrent inserts
+        // for the owner cannot both see room for one more.
+        let mut index = self.write();
+        if let Some(limit) = limit {
+            let owner = &token.info.owner_urn;
+            let full = Index::check_owner_limit(owner, index.live_count_of_owner(owner, limit.now_ms), limit);
+            // A duplicate id is AlreadyExists even at the limit (below).
+            if full.is_err() && index.get(&token.id).is_none() {
+                return full;
+            }
+        }
+        index.insert(token)
+    }
+
+    async fn replace(&self, old_id: &str, new: StoredAccessToken) -> Result<()> {
+        let mut index = self.write();
+        if index.get(old_id).is_none() {
+            return Err(Error::NotFound);
+        }
+        if index.get(&new.id).is_some() {
+            return Err(Error::AlreadyExists { id: new.id });
+        }
+        index.remove(old_id);
+        index.insert(new)
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredAccessToken>> {

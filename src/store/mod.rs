@@ -40,6 +40,19 @@ pub use query::{
 /// * **Atomic operations.** Each call takes effect entirely or not at all,
 ///   and once it returns `Ok` every later call (on any handle to the same
 ///   store) observes it. Concurrent calls behave as if run in some order.
+/// * **Per-owner limits.** [`insert_within_limit`](Self::insert_within_limit)
+///   with `Some(limit)` inserts only if the owner has fewer than
+///   `limit.max_live` tokens live at `limit.now_ms` (`expiresAt` absent or
+///   `>= now_ms`: expired but unpurged tokens do not count), checked
+///   atomically with the insert, so concurrent inserts for one owner never
+///   exceed it; otherwise it fails with
+///   [`Error::LimitExceeded`](crate::Error::LimitExceeded) and changes nothing.
+///   A duplicate id is `AlreadyExists` whatever the count.
+/// * **Atomic replacement.** [`replace`](Self::replace)`(old, new)` deletes
+///   `old` and inserts `new` as one step: no observer (and no crash) ever
+///   sees both or neither. It fails with [`Error::NotFound`](crate::Error::NotFound)
+///   if `old` is missing and `AlreadyExists` if `new`'s id is taken, and then
+///   changes nothing.
 /// * **Unique ids.** [`insert`](Self::insert) of an id already present fails
 ///   with [`Error::AlreadyExists`](crate::Error::AlreadyExists) and changes
 ///   nothing.
@@ -60,7 +73,18 @@ pub use query::{
 #[async_trait]
 pub trait TokenStore: Debug + Send + Sync + 'static {
     /// Stores a new record; fails with `AlreadyExists` if the id is taken.
-    async fn insert(&self, token: StoredAccessToken) -> Result<()>;
+    /// The same as [`insert_within_limit`](Self::insert_within_limit) with no limit.
+    async fn insert(&self, token: StoredAccessToken) -> Result<()> {
+        self.insert_within_limit(token, None).await
+    }
+
+    /// Stores a new record if its owner is within `limit` (see the
+    /// contract); fails with `AlreadyExists` if the id is taken and with
+    /// `LimitExceeded` if the owner already has `limit.max_live` live tokens.
+    async fn insert_within_limit(&self, token: StoredAccessToken, limit: Option<OwnerLimit>) -> Result<()>;
+
+    /// Deletes `old_id` and inserts `new` atomically (see the contract).
+    async fn replace(&self, old_id: &str, new: StoredAccessToken) -> Result<()>;
 
     /// The record with this id, if any.
     async fn get(&self, id: &str) -> Result<Option<StoredAccessToken>>;
@@ -81,12 +105,41 @@ pub trait TokenStore: Debug + Send + Sync + 'static {
     async fn delete_expired(&self, now_ms: i64) -> Result<Vec<String>>;
 }
 
+/// A bound on one owner's live tokens, for
+/// [`TokenStore::insert_within_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerLimit {
+    /// The most tokens the owner may hold live; an insert that would make
+    /// one more is refused.
+    pub max_live: usize,
+    /// The time at which "live" is judged: a token whose `expiresAt` is
+    /// before it does not count.
+    pub now_ms: i64,
+}
+
+impl OwnerLimit {
+    /// Whether a token expiring at `expires_at` counts as live.
+    pub fn counts(&self, expires_at: Option<i64>) -> bool {
+        expires_at.is_none_or(|at| at >= self.now_ms)
+    }
+}
+
 macro_rules! forward_token_store {
     ($wrapper:ident) => {
         #[async_trait]
         impl<T: TokenStore + ?Sized> TokenStore for $wrapper<T> {
             async fn insert(&self, token: StoredAccessToken) -> Result<()> {
                 (**self).insert(token).await
+            }
+            async fn insert_within_limit(
+                &self,
+                token: StoredAccessToken,
+                limit: Option<OwnerLimit>,
+            ) -> Result<()> {
+                (**self).insert_within_limit(token, limit).await
+            }
+            async fn replace(&self, old_id: &str, new: StoredAccessToken) -> Result<()> {
+                (**self).replace(old_id, new).await
             }
             async fn get(&self, id: &str) -> Result<Option<StoredAccessToken>> {
                 (**self).get(id).await

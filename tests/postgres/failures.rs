@@ -47,7 +47,11 @@ pub async fn connections_killed_mid_run(url: String) {
     let admin = admin(&url).await;
     let schema = fresh_schema("kill");
     let a_name = format!("{schema}_a");
-    let config = TokenServiceConfig::generate().unwrap();
+    // One owner holds all TOKENS: above the default per-owner limit.
+    let config = TokenServiceConfig::generate()
+        .unwrap()
+        .with_max_tokens_per_owner(None)
+        .unwrap();
     let opts = options(&schema).with_max_staleness(MAX_STALENESS);
     let store_a = store(&url_named(&url, &a_name), opts.clone()).await;
     let a = service(&config, store_a.clone());

@@ -6,8 +6,10 @@ use crate::urn::Urn;
 
 /// First bytes of every token log.
 pub(crate) const MAGIC: [u8; 8] = *b"DHATLOG\0";
-/// The format this build writes and reads.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// The format this build writes (and reads, along with older ones).
+pub(crate) const FORMAT_VERSION: u32 = 2;
+/// The oldest format this build reads (version 1 lacks replace records).
+pub(crate) const OLDEST_VERSION: u32 = 1;
 /// Magic, version, header checksum.
 pub(crate) const HEADER_LEN: usize = 16;
 /// Payload length and checksum before each payload.
@@ -17,6 +19,8 @@ pub(crate) const MAX_PAYLOAD_LEN: usize = 1 << 30;
 
 const KIND_INSERT: u8 = 1;
 const KIND_DELETE: u8 = 2;
+/// Version 2 on.
+const KIND_REPLACE: u8 = 3;
 
 /// One decoded log record.
 #[derive(Debug, PartialEq, Eq)]
@@ -25,6 +29,13 @@ pub(crate) enum Record {
     Insert(StoredAccessToken),
     /// These tokens were deleted (revoked, or purged as expired).
     Delete(Vec<String>),
+    /// One token replaced another in one step (a rotation).
+    Replace {
+        /// The id deleted.
+        old: String,
+        /// The token inserted.
+        new: StoredAccessToken,
+    },
 }
 
 /// The 16-byte file header.
@@ -48,8 +59,8 @@ pub(crate) enum HeaderProblem {
     Newer(u32),
 }
 
-/// Checks the header at the start of `file`.
-pub(crate) fn check_header(file: &[u8]) -> Result<(), HeaderProblem> {
+/// Checks the header at the start of `file`; returns its format version.
+pub(crate) fn check_header(file: &[u8]) -> Result<u32, HeaderProblem> {
     if file.len() < HEADER_LEN || file[..8] != MAGIC {
         return Err(HeaderProblem::NotOurs);
     }
@@ -58,7 +69,7 @@ pub(crate) fn check_header(file: &[u8]) -> Result<(), HeaderProblem> {
         return Err(HeaderProblem::Damaged);
     }
     match u32::from_le_bytes(file[8..12].try_into().expect("4 bytes")) {
-        FORMAT_VERSION => Ok(()),
+        version @ OLDEST_VERSION..=FORMAT_VERSION => Ok(version),
         newer if newer > FORMAT_VERSION => Err(HeaderProblem::Newer(newer)),
         _ => Err(HeaderProblem::Damaged),
     }
@@ -68,15 +79,28 @@ pub(crate) fn check_header(file: &[u8]) -> Result<(), HeaderProblem> {
 pub(crate) fn encode_insert(out: &mut Vec<u8>, token: &StoredAccessToken) {
     frame(out, |p| {
         p.push(KIND_INSERT);
-        let info = &token.info;
-        put_str(p, &token.id);
-        put_str(p, &info.name);
-        put_str(p, info.actor_urn.as_str());
-        put_str(p, info.owner_urn.as_str());
-        p.extend_from_slice(&info.created_at.to_le_bytes());
-        put_opt(p, info.expires_at, |p, at| p.extend_from_slice(&at.to_le_bytes()));
-        put_opt(p, info.description.as_deref(), put_str);
+        put_token(p, token);
     });
+}
+
+/// Appends a framed replace record (delete `old`, insert `new`) to `out`.
+pub(crate) fn encode_replace(out: &mut Vec<u8>, old: &str, new: &StoredAccessToken) {
+    frame(out, |p| {
+        p.push(KIND_REPLACE);
+        put_str(p, old);
+        put_token(p, new);
+    });
+}
+
+fn put_token(p: &mut Vec<u8>, token: &StoredAccessToken) {
+    let info = &token.info;
+    put_str(p, &token.id);
+    put_str(p, &info.name);
+    put_str(p, info.actor_urn.as_str());
+    put_str(p, info.owner_urn.as_str());
+    p.extend_from_slice(&info.created_at.to_le_bytes());
+    put_opt(p, info.expires_at, |p, at| p.extend_from_slice(&at.to_le_bytes()));
+    put_opt(p, info.description.as_deref(), put_str);
 }
 
 /// Appends a framed delete record for `ids` to `out`.
@@ -178,25 +202,10 @@ pub(crate) fn intact_record_after(file: &[u8], offset: usize) -> Option<usize> {
 pub(crate) fn decode(payload: &[u8]) -> Result<Record, String> {
     let mut r = Reader { bytes: payload };
     let record = match r.u8()? {
-        KIND_INSERT => {
-            let id = r.string()?;
-            let name = r.string()?;
-            let actor_urn = r.urn("actorUrn")?;
-            let owner_urn = r.urn("ownerUrn")?;
-            let created_at = r.i64()?;
-            let expires_at = if r.flag()? { Some(r.i64()?) } else { None };
-            let description = if r.flag()? { Some(r.string()?) } else { None };
-            Record::Insert(StoredAccessToken {
-                id,
-                info: DataHubAccessTokenInfo {
-                    name,
-                    actor_urn,
-                    owner_urn,
-                    created_at,
-                    expires_at,
-                    description,
-                },
-            })
+        KIND_INSERT => Record::Insert(r.token()?),
+        KIND_REPLACE => {
+            let old = r.string()?;
+            Record::Replace { old, new: r.token()? }
         }
         KIND_DELETE => {
             let count = r.u32()? as usize;
@@ -227,6 +236,27 @@ impl<'a> Reader<'a> {
         let (head, tail) = self.bytes.split_at(n);
         self.bytes = tail;
         Ok(head)
+    }
+
+    fn token(&mut self) -> Result<StoredAccessToken, String> {
+        let id = self.string()?;
+        let name = self.string()?;
+        let actor_urn = self.urn("actorUrn")?;
+        let owner_urn = self.urn("ownerUrn")?;
+        let created_at = self.i64()?;
+        let expires_at = if self.flag()? { Some(self.i64()?) } else { None };
+        let description = if self.flag()? { Some(self.string()?) } else { None };
+        Ok(StoredAccessToken {
+            id,
+            info: DataHubAccessTokenInfo {
+                name,
+                actor_urn,
+                owner_urn,
+                created_at,
+                expires_at,
+                description,
+            },
+        })
     }
 
     fn u8(&mut self) -> Result<u8, String> {
@@ -302,11 +332,25 @@ mod tests {
         let mut out = Vec::new();
         encode_delete(&mut out, ["a", "b+/="].into_iter());
         assert_eq!(one_record(&out), Record::Delete(vec!["a".into(), "b+/=".into()]));
+        let mut out = Vec::new();
+        encode_replace(&mut out, "old+/=", &token(Some("d"), Some(7)));
+        assert_eq!(
+            one_record(&out),
+            Record::Replace {
+                old: "old+/=".into(),
+                new: token(Some("d"), Some(7))
+            }
+        );
     }
 
     #[test]
     fn header_checks() {
-        assert_eq!(check_header(&header()), Ok(()));
+        assert_eq!(check_header(&header()), Ok(FORMAT_VERSION));
+        let mut v1 = header();
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32fast::hash(&v1[..12]);
+        v1[12..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(check_header(&v1), Ok(1), "version 1 logs are still read");
         assert_eq!(check_header(b"{\"json\": true}    "), Err(HeaderProblem::NotOurs));
         assert_eq!(check_header(&header()[..10]), Err(HeaderProblem::NotOurs));
         let mut newer = header();

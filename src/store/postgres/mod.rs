@@ -14,7 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::Row;
 use tokio::task::JoinHandle;
 
-use super::{ListPage, ListQuery, TokenStore};
+use super::{ListPage, ListQuery, OwnerLimit, TokenStore};
 use crate::error::{Error, Result};
 use crate::model::{DataHubAccessTokenInfo, StoredAccessToken};
 use crate::urn::Urn;
@@ -217,6 +217,8 @@ impl Drop for Inner {
 /// The fixed statements, with the table name filled in once.
 struct Statements {
     insert: String,
+    lock_owner: String,
+    count_live: String,
     get: String,
     exists: String,
     delete: String,
@@ -230,6 +232,14 @@ impl Statements {
             insert: format!(
                 "INSERT INTO {table} ({columns}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
                  ON CONFLICT (id) DO NOTHING"
+            ),
+            // Serializes the limited inserts of one owner (of this table)
+            // across every replica, until the transaction ends.
+            lock_owner: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))".to_owned(),
+            count_live: format!(
+                "SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1), \
+                 (SELECT count(*) FROM {table} WHERE owner_urn = $2 \
+                  AND (expires_at IS NULL OR expires_at >= $3))"
             ),
             get: format!("SELECT {columns} FROM {table} WHERE id = $1"),
             exists: format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1)"),
@@ -444,31 +454,126 @@ fn decode(row: &PgRow) -> Result<StoredAccessToken, Box<dyn std::error::Error + 
     })
 }
 
+/// How a limited insert's transaction ended.
+enum LimitedInsert {
+    Done,
+    Exists,
+    Full,
+}
+
 #[async_trait]
 impl TokenStore for PostgresTokenStore {
-    async fn insert(&self, token: StoredAccessToken) -> Result<()> {
+    async fn insert_within_limit(&self, token: StoredAccessToken, limit: Option<OwnerLimit>) -> Result<()> {
         check_storable(&token)?;
         let cache = &self.inner.shared.cache;
         let ticket = cache.ticket(&token.id);
         let info = &token.info;
-        let inserted = self
-            .timed(
-                "PostgreSQL: inserting a token",
-                sqlx::query(&self.inner.statements.insert)
+        let insert = sqlx::query(&self.inner.statements.insert)
+            .bind(&token.id)
+            .bind(&info.name)
+            .bind(info.actor_urn.as_str())
+            .bind(info.owner_urn.as_str())
+            .bind(info.created_at)
+            .bind(info.expires_at)
+            .bind(info.description.as_deref());
+        let Some(limit) = limit else {
+            let inserted = self
+                .timed("PostgreSQL: inserting a token", insert.execute(&self.inner.pool))
+                .await?;
+            if inserted.rows_affected() == 0 {
+                return Err(Error::AlreadyExists { id: token.id });
+            }
+            cache.insert(&token.id, ticket);
+            return Ok(());
+        };
+        // One transaction: take the owner's lock, then count (a statement
+        // after the lock sees every insert committed before it) and insert.
+        let statements = &self.inner.statements;
+        let lock_key = format!("{} {}", self.inner.names.qualified, info.owner_urn);
+        let max_live = i64::try_from(limit.max_live).unwrap_or(i64::MAX);
+        let outcome = self
+            .timed("PostgreSQL: inserting a token within its owner's limit", async {
+                let mut tx = self.inner.pool.begin().await?;
+                sqlx::query(&statements.lock_owner)
+                    .bind(&lock_key)
+                    .execute(&mut *tx)
+                    .await?;
+                let (exists, live): (bool, i64) = sqlx::query_as(&statements.count_live)
                     .bind(&token.id)
+                    .bind(info.owner_urn.as_str())
+                    .bind(limit.now_ms)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if exists {
+                    return Ok(LimitedInsert::Exists);
+                }
+                if live >= max_live {
+                    return Ok(LimitedInsert::Full);
+                }
+                let inserted = insert.execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(if inserted.rows_affected() == 0 {
+                    LimitedInsert::Exists
+                } else {
+                    LimitedInsert::Done
+                })
+            })
+            .await?;
+        match outcome {
+            LimitedInsert::Done => {
+                cache.insert(&token.id, ticket);
+                Ok(())
+            }
+            LimitedInsert::Exists => Err(Error::AlreadyExists { id: token.id }),
+            LimitedInsert::Full => Err(Error::LimitExceeded {
+                owner: info.owner_urn.to_string(),
+                limit: limit.max_live,
+            }),
+        }
+    }
+
+    async fn replace(&self, old_id: &str, new: StoredAccessToken) -> Result<()> {
+        check_storable(&new)?;
+        if !storable(old_id) {
+            return Err(Error::NotFound);
+        }
+        let cache = &self.inner.shared.cache;
+        let ticket = cache.ticket(&new.id);
+        let info = &new.info;
+        let statements = &self.inner.statements;
+        let outcome = self
+            .timed("PostgreSQL: replacing a token", async {
+                let mut tx = self.inner.pool.begin().await?;
+                let deleted = sqlx::query(&statements.delete)
+                    .bind(old_id)
+                    .execute(&mut *tx)
+                    .await?;
+                if deleted.rows_affected() == 0 {
+                    return Ok(Err(Error::NotFound));
+                }
+                let inserted = sqlx::query(&statements.insert)
+                    .bind(&new.id)
                     .bind(&info.name)
                     .bind(info.actor_urn.as_str())
                     .bind(info.owner_urn.as_str())
                     .bind(info.created_at)
                     .bind(info.expires_at)
                     .bind(info.description.as_deref())
-                    .execute(&self.inner.pool),
-            )
-            .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(Error::AlreadyExists { id: token.id });
-        }
-        cache.insert(&token.id, ticket);
+                    .execute(&mut *tx)
+                    .await?;
+                if inserted.rows_affected() == 0 {
+                    // Dropping the transaction rolls the delete back.
+                    return Ok(Err(Error::AlreadyExists { id: new.id.clone() }));
+                }
+                tx.commit().await?;
+                Ok(Ok(()))
+            })
+            .await;
+        // Even a failed commit may have landed: forget the old id either
+        // way. The delete trigger tells the other replicas.
+        cache.remove([old_id]);
+        outcome??;
+        cache.insert(&new.id, ticket);
         Ok(())
     }
 
