@@ -58,7 +58,8 @@ fn the_schema_is_datahubs_auth_graphql() {
     let sdl = bare_sdl(&memory_schema());
     for expected in [
         "type Mutation { createAccessToken(input: CreateAccessTokenInput!): AccessToken \
-         revokeAccessToken(tokenId: String!): Boolean! }",
+         revokeAccessToken(tokenId: String!): Boolean! \
+         rotateAccessToken(tokenId: String!, duration: AccessTokenDuration): AccessToken }",
         "type Query { listAccessTokens(input: ListAccessTokenInput!): ListAccessTokenResult! \
          getAccessTokenMetadata(token: String!): AccessTokenMetadata! }",
         "input CreateAccessTokenInput { type: AccessTokenType! actorUrn: String! \
@@ -280,7 +281,10 @@ async fn every_mutation_field_is_covered_by_the_keyword_check() {
         .split_whitespace()
         .filter_map(|word| word.split_once('(').map(|(name, _)| name))
         .collect();
-    assert_eq!(fields, ["createAccessToken", "revokeAccessToken"]);
+    assert_eq!(
+        fields,
+        ["createAccessToken", "revokeAccessToken", "rotateAccessToken"]
+    );
     for field in fields {
         let response = run(&schema, "datahub", &format!("{{ {field} }}"), json!({})).await;
         assert!(
@@ -367,4 +371,33 @@ async fn a_request_without_a_caller_is_refused() {
         .await;
     let response = serde_json::to_value(response).unwrap();
     assert_eq!(first_error(&response).1, 401, "{response}");
+}
+
+#[tokio::test]
+async fn rotate_access_token_replaces_the_token() {
+    let schema = memory_schema();
+    let created = run(
+        &schema,
+        "datahub",
+        r#"mutation { createAccessToken(input: {type: PERSONAL, actorUrn: "urn:li:corpuser:datahub",
+            duration: ONE_HOUR, name: "ci"}) { accessToken metadata { id name } } }"#,
+        json!({}),
+    )
+    .await;
+    let old_id = created["data"]["createAccessToken"]["metadata"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rotate = "mutation($id: String!) { rotateAccessToken(tokenId: $id, duration: ONE_DAY) \
+                  { accessToken metadata { id name expiresAt createdAt } } }";
+    let rotated = run(&schema, "datahub", rotate, json!({ "id": old_id })).await;
+    let metadata = &rotated["data"]["rotateAccessToken"]["metadata"];
+    assert_eq!(metadata["name"], "ci", "{rotated}");
+    assert_ne!(metadata["id"].as_str().unwrap(), old_id);
+    let lifetime = metadata["expiresAt"].as_i64().unwrap() - metadata["createdAt"].as_i64().unwrap();
+    assert_eq!(lifetime, 24 * 60 * 60 * 1000, "the given duration applies");
+    let again = run(&schema, "datahub", rotate, json!({ "id": old_id })).await;
+    assert_eq!(first_error(&again).0, "Access token no longer exists");
+    let bob = run(&schema, "bob", rotate, json!({ "id": metadata["id"] })).await;
+    assert_eq!(first_error(&bob).1, 403, "{bob}");
 }

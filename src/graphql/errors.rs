@@ -53,7 +53,8 @@ pub(crate) fn resolver_error(error: Error) -> async_graphql::Error {
         | Error::AlreadyExists { .. }
         | Error::InvalidToken(_)
         | Error::Expired
-        | Error::Revoked => (ErrorCode::BadRequest, error.to_string()),
+        | Error::Revoked
+        | Error::LimitExceeded { .. } => (ErrorCode::BadRequest, error.to_string()),
         Error::Storage { .. } | Error::Config(_) => {
             tracing::error!(error = %error_chain(&error), "token operation failed");
             (ErrorCode::ServerError, SERVER_ERROR_MESSAGE.to_owned())

@@ -11,7 +11,7 @@ use async_graphql::{Positioned, Response, ServerError, ServerResult, Variables};
 use super::errors::mark_request_error;
 
 /// The fields of the `Mutation` type (kept in step by a test).
-pub(crate) const MUTATION_FIELDS: [&str; 2] = ["createAccessToken", "revokeAccessToken"];
+pub(crate) const MUTATION_FIELDS: [&str; 3] = ["createAccessToken", "revokeAccessToken", "rotateAccessToken"];
 
 /// Installs [`RequestErrors`] on a schema.
 pub(crate) struct RequestErrorsFactory;

@@ -7,7 +7,8 @@ use async_graphql::{Context, Object};
 
 use super::errors::{coded_error, resolver_error, ErrorCode};
 use super::types::{
-    AccessToken, AccessTokenMetadata, CreateAccessTokenInput, ListAccessTokenInput, ListAccessTokenResult,
+    AccessToken, AccessTokenDuration, AccessTokenMetadata, CreateAccessTokenInput, ListAccessTokenInput,
+    ListAccessTokenResult,
 };
 use super::Caller;
 use crate::service::TokenService;
@@ -68,7 +69,8 @@ impl QueryRoot {
     }
 }
 
-/// DataHub's token mutations: `createAccessToken`, `revokeAccessToken`.
+/// DataHub's token mutations (`createAccessToken`, `revokeAccessToken`) and
+/// `rotateAccessToken`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MutationRoot;
 
@@ -100,5 +102,20 @@ impl MutationRoot {
             .revoke_access_token(caller, &token_id)
             .await
             .map_err(resolver_error)
+    }
+    /// Beyond DataHub: replaces a token by a new one with the same actor,
+    /// owner, name and description, atomically; the old one stops working.
+    async fn rotate_access_token(
+        &self,
+        ctx: &Context<'_>,
+        token_id: String,
+        duration: Option<AccessTokenDuration>,
+    ) -> async_graphql::Result<Option<AccessToken>> {
+        let (service, caller) = service_and_caller(ctx)?;
+        let rotated = service
+            .rotate_access_token(caller, &token_id, duration.map(Into::into))
+            .await
+            .map_err(resolver_error)?;
+        Ok(Some(rotated.into()))
     }
 }

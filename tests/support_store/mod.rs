@@ -1,7 +1,7 @@
 //! A token store that fails every call, as a lost database would.
 
 use async_trait::async_trait;
-use datahub_access_tokens::store::{ListPage, ListQuery};
+use datahub_access_tokens::store::{ListPage, ListQuery, OwnerLimit};
 use datahub_access_tokens::{Error, Result, StoredAccessToken, TokenStore};
 
 /// Fails every call with a storage error whose text must never reach a client.
@@ -17,7 +17,10 @@ fn broken() -> Error {
 
 #[async_trait]
 impl TokenStore for BrokenStore {
-    async fn insert(&self, _: StoredAccessToken) -> Result<()> {
+    async fn insert_within_limit(&self, _: StoredAccessToken, _: Option<OwnerLimit>) -> Result<()> {
+        Err(broken())
+    }
+    async fn replace(&self, _: &str, _: StoredAccessToken) -> Result<()> {
         Err(broken())
     }
     async fn get(&self, _: &str) -> Result<Option<StoredAccessToken>> {
