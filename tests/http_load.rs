@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use axum::routing::get;
 use axum::Router;
 use datahub_access_tokens::axum::{Authenticated, BearerAuthenticator, GraphQlApi};
-use datahub_access_tokens::Policies;
+use datahub_access_tokens::{Policies, TokenServiceConfig};
 use serde_json::json;
-use support_http::{bootstrap_token, memory_service, serve, Http};
+use support_http::{bootstrap_token, memory_service_with, serve, Http};
 
 const CLIENTS: usize = 16;
 const REQUESTS_PER_CLIENT: usize = 500;
@@ -95,7 +95,13 @@ async fn client(http: Http, n: usize, bootstrap: String) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_clients_times_five_hundred_mixed_requests() {
-    let service = memory_service(Policies::datahub_defaults());
+    // Each client keeps more than the default 100 live tokens at its peak:
+    // this test is about concurrency, not the per-owner limit.
+    let config = TokenServiceConfig::generate()
+        .unwrap()
+        .with_max_tokens_per_owner(None)
+        .unwrap();
+    let service = memory_service_with(config, Policies::datahub_defaults());
     let authenticator = BearerAuthenticator::new(service.clone());
     let app = Router::new()
         .route(

@@ -178,8 +178,12 @@ pub fn matrix_policies() -> Policies {
 }
 
 pub fn memory_service(policies: Policies) -> Arc<dyn TokenService> {
+    memory_service_with(TokenServiceConfig::generate().unwrap(), policies)
+}
+
+pub fn memory_service_with(config: TokenServiceConfig, policies: Policies) -> Arc<dyn TokenService> {
     Arc::new(DataHubTokenService::new(
-        TokenServiceConfig::generate().unwrap(),
+        config,
         MemoryTokenStore::new(),
         policies,
     ))
