@@ -183,6 +183,32 @@ impl DataHubTokenService {
         error
     }
 
+    /// Signs a new personal token for `info` (its `expiresAt` set from
+    /// `createdAt + lifetime_ms`) and returns it with the record to store.
+    fn mint_personal(
+        &self,
+        mut info: DataHubAccessTokenInfo,
+        lifetime_ms: Option<i64>,
+    ) -> Result<(String, StoredAccessToken)> {
+        info.expires_at = match lifetime_ms {
+            Some(ms) => Some(
+                info.created_at
+                    .checked_add(ms)
+                    .ok_or_else(|| Error::invalid_input("the expiry time is out of range"))?,
+            ),
+            None => None,
+        };
+        let claims = self.claims(
+            VERSION_STATEFUL,
+            AccessTokenType::Personal,
+            &info.actor_urn,
+            info.expires_at,
+        );
+        let token = self.codec.sign(&claims);
+        let id = self.codec.token_id(&token);
+        Ok((token, StoredAccessToken { id, info }))
+    }
+
     async fn can_manage(&self, caller: &Urn) -> Result<bool> {
         self.policies
             .is_authorized(caller, Privilege::ManageAccessTokens)
@@ -295,28 +321,15 @@ impl TokenService for DataHubTokenService {
             return Err(self.deny("createAccessToken", caller, None));
         }
         let created_at = self.clock.now_ms();
-        let expires_at = match lifetime_ms {
-            Some(ms) => Some(
-                created_at
-                    .checked_add(ms)
-                    .ok_or_else(|| Error::invalid_input("the expiry time is out of range"))?,
-            ),
-            None => None,
+        let info = DataHubAccessTokenInfo {
+            name: input.name,
+            actor_urn: actor,
+            owner_urn: caller.clone(),
+            created_at,
+            expires_at: None,
+            description: input.description,
         };
-        let token =
-            self.codec
-                .sign(&self.claims(VERSION_STATEFUL, AccessTokenType::Personal, &actor, expires_at));
-        let stored = StoredAccessToken {
-            id: self.codec.token_id(&token),
-            info: DataHubAccessTokenInfo {
-                name: input.name,
-                actor_urn: actor,
-                owner_urn: caller.clone(),
-                created_at,
-                expires_at,
-                description: input.description,
-            },
-        };
+        let (token, stored) = self.mint_personal(info, lifetime_ms)?;
         let limit = self.max_tokens_per_owner.map(|max_live| OwnerLimit {
             max_live,
             now_ms: created_at,
@@ -400,32 +413,11 @@ impl TokenService for DataHubTokenService {
                 }
             },
         };
-        let created_at = now;
-        let expires_at = match lifetime_ms {
-            Some(ms) => Some(
-                created_at
-                    .checked_add(ms)
-                    .ok_or_else(|| Error::invalid_input("the expiry time is out of range"))?,
-            ),
-            None => None,
+        let fresh = DataHubAccessTokenInfo {
+            created_at: now,
+            ..info.clone()
         };
-        let token = self.codec.sign(&self.claims(
-            VERSION_STATEFUL,
-            AccessTokenType::Personal,
-            &info.actor_urn,
-            expires_at,
-        ));
-        let new = StoredAccessToken {
-            id: self.codec.token_id(&token),
-            info: DataHubAccessTokenInfo {
-                name: info.name.clone(),
-                actor_urn: info.actor_urn.clone(),
-                owner_urn: info.owner_urn.clone(),
-                created_at,
-                expires_at,
-                description: info.description.clone(),
-            },
-        };
+        let (token, new) = self.mint_personal(fresh, lifetime_ms)?;
         // Atomic in the store: NotFound if someone revoked (or rotated) the
         // old token meanwhile, and then nothing was created.
         self.store.replace(token_id, new.clone()).await?;
