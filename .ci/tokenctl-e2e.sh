@@ -74,5 +74,28 @@ check "one token is left" test "$(ctl list | jq -r .total)" = 1
 check "a token from another key is refused" bash -c "! DATAHUB_TOKEN_SERVICE_SIGNING_KEY=0123456789abcdef0123456789abcdef \
   DATAHUB_TOKEN_SERVICE_SALT=s '$bin' --data-dir '$data' validate '$token' 2>/dev/null"
 
+# The same flow on PostgreSQL, when .ci/run has provided a database: a
+# schema of this run's own, dropped at the end.
+if [ -n "${DATAHUB_TOKENS_TEST_POSTGRES_URL:-}" ]; then
+  cargo build --quiet --example tokenctl --features postgres
+  schema="tokenctl_e2e_$$_$(date +%s)"
+  pg() { "$bin" --data-dir "$data" --postgres-url "$DATAHUB_TOKENS_TEST_POSTGRES_URL" --postgres-schema "$schema" "$@"; }
+  made=$(pg create --actor urn:li:corpuser:datahub --name on-postgres --duration ONE_DAY)
+  pg_token=$(jq -r .accessToken <<<"$made")
+  pg_id=$(jq -r .metadata.id <<<"$made")
+  check "postgres: list shows the token" test "$(pg list | jq -r '.tokens[0].id + "/" + (.total | tostring)')" = "$pg_id/1"
+  check "postgres: the file store is untouched" test "$(ctl list | jq -r .total)" = 1
+  check "postgres: validate" test "$(pg validate - <<<"$pg_token" | jq -r .tokenId)" = "$pg_id"
+  check "postgres: revoke" test "$(pg revoke "$pg_id")" = true
+  check "postgres: a revoked token fails validation" bash -c "! '$bin' --postgres-url '$DATAHUB_TOKENS_TEST_POSTGRES_URL' \
+    --postgres-schema '$schema' --data-dir '$data' validate '$pg_token' 2>'$work/pgerr' && grep -q 'Token has been revoked' '$work/pgerr'"
+  check "postgres: purge" test "$(pg purge-expired | jq -r .purged)" = 0
+  check "postgres: a bad URL is refused by name" bash -c "! '$bin' --data-dir '$data' --postgres-url mysql://x list 2>'$work/pgerr' \
+    && grep -q 'invalid PostgreSQL URL' '$work/pgerr'"
+  PGOPTIONS=--client-min-messages=warning psql "$DATAHUB_TOKENS_TEST_POSTGRES_URL" -qc "DROP SCHEMA IF EXISTS \"$schema\" CASCADE"
+else
+  echo "tokenctl e2e on PostgreSQL NOT RUN: DATAHUB_TOKENS_TEST_POSTGRES_URL is not set"
+fi
+
 echo "tokenctl e2e: $passed passed, $failed failed"
 test "$failed" -eq 0

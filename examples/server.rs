@@ -24,6 +24,18 @@
 //! open) mints the first token. Who may do what follows DataHub's default
 //! policies, or a JSON file (`--policies FILE`, format of `Policies::from_json`).
 //!
+//! With the `postgres` feature, `--postgres-url URL` keeps the tokens in
+//! PostgreSQL instead (`PostgresTokenStore`, table in `--postgres-schema`,
+//! default `public`), so several servers on different ports or machines
+//! share them and a token revoked on one fails on all within milliseconds.
+//! They must share the key and salt too: set the two variables, or give
+//! them the same `--data-dir`.
+//!
+//! ```sh
+//! cargo run --example server --features axum,postgres -- --listen 127.0.0.1:8080 \
+//!     --postgres-url postgres://postgres@127.0.0.1:5432/test
+//! ```
+//!
 //! `--insecure-trust-actor-header` trusts `X-DataHub-Actor: <user urn>` as
 //! DataHub does with authentication disabled: anyone who can reach the port
 //! can act as anyone. It prints a warning at start. Expired tokens are
@@ -43,7 +55,7 @@ use axum::Router;
 use clap::Parser;
 use datahub_access_tokens::axum::{Authenticated, BearerAuthenticator, GraphQlApi, DEFAULT_BODY_LIMIT};
 use datahub_access_tokens::{
-    DataHubTokenService, FileTokenStore, Policies, TokenService, TokenServiceConfig,
+    DataHubTokenService, FileTokenStore, Policies, TokenService, TokenServiceConfig, TokenStore,
 };
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -71,6 +83,67 @@ pub struct Options {
     /// does with authentication disabled. Only on a machine you trust.
     #[arg(long)]
     pub insecure_trust_actor_header: bool,
+    /// Keep the tokens in this PostgreSQL database instead of the data
+    /// directory (e.g. postgres://user@host/db?application_name=server-1).
+    #[cfg(feature = "postgres")]
+    #[arg(long, value_name = "URL")]
+    pub postgres_url: Option<String>,
+    /// The schema holding the PostgreSQL table (created if missing).
+    #[cfg(feature = "postgres")]
+    #[arg(long, value_name = "NAME", default_value = datahub_access_tokens::store::postgres::DEFAULT_SCHEMA, requires = "postgres_url")]
+    pub postgres_schema: String,
+}
+
+/// Where the tokens live, and what to let go of at shutdown.
+enum Storage {
+    File(FileTokenStore),
+    #[cfg(feature = "postgres")]
+    Postgres(datahub_access_tokens::store::PostgresTokenStore),
+}
+
+impl Storage {
+    async fn open(options: &Options) -> Result<Self, Box<dyn Error>> {
+        #[cfg(feature = "postgres")]
+        if let Some(url) = &options.postgres_url {
+            use datahub_access_tokens::store::postgres::{PostgresStoreOptions, PostgresTokenStore};
+            let settings = PostgresStoreOptions::new().with_schema(&options.postgres_schema);
+            return Ok(Storage::Postgres(
+                PostgresTokenStore::connect_with(url, settings).await?,
+            ));
+        }
+        Ok(Storage::File(FileTokenStore::open(&options.data_dir).await?))
+    }
+
+    fn shared(&self) -> Arc<dyn TokenStore> {
+        match self {
+            Storage::File(store) => Arc::new(store.clone()),
+            #[cfg(feature = "postgres")]
+            Storage::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    /// Flushes and unlocks the file store; closes the database pool.
+    async fn close(self) -> Result<(), String> {
+        match self {
+            Storage::File(store) => store
+                .close()
+                .await
+                .map_err(|e| format!("closing the token store failed: {e}")),
+            #[cfg(feature = "postgres")]
+            Storage::Postgres(store) => {
+                store.pool().close().await;
+                Ok(())
+            }
+        }
+    }
+
+    fn describe(&self, options: &Options) -> String {
+        match self {
+            Storage::File(_) => format!("tokens in {}", options.data_dir.display()),
+            #[cfg(feature = "postgres")]
+            Storage::Postgres(store) => format!("tokens in PostgreSQL table {}", store.qualified_table()),
+        }
+    }
 }
 
 /// What `--insecure-trust-actor-header` prints at start.
@@ -87,6 +160,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The token service behind the API.
     pub service: Arc<dyn TokenService>,
+    /// Where the tokens are kept, for people.
+    pub storage: String,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), String>>,
 }
@@ -114,7 +189,8 @@ impl Server {
 /// Opens the store, builds the app and starts serving in the background.
 pub async fn start(options: Options) -> Result<Server, Box<dyn Error>> {
     let config = TokenServiceConfig::load_or_generate_in(&options.data_dir)?;
-    let store = FileTokenStore::open(&options.data_dir).await?;
+    let storage = Storage::open(&options).await?;
+    let description = storage.describe(&options);
     let policies = match &options.policies {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -123,7 +199,8 @@ pub async fn start(options: Options) -> Result<Server, Box<dyn Error>> {
         }
         None => Policies::datahub_defaults(),
     };
-    let service: Arc<dyn TokenService> = Arc::new(DataHubTokenService::new(config, store.clone(), policies));
+    let service: Arc<dyn TokenService> =
+        Arc::new(DataHubTokenService::new(config, storage.shared(), policies));
 
     let mut authenticator = BearerAuthenticator::new(service.clone());
     if options.insecure_trust_actor_header {
@@ -157,15 +234,13 @@ pub async fn start(options: Options) -> Result<Server, Box<dyn Error>> {
             .await
             .map_err(|e| format!("server failed: {e}"));
         purger.abort();
-        let closed = store
-            .close()
-            .await
-            .map_err(|e| format!("closing the token store failed: {e}"));
+        let closed = storage.close().await;
         served.and(closed)
     });
     Ok(Server {
         addr,
         service,
+        storage: description,
         stop,
         task,
     })
@@ -200,7 +275,7 @@ async fn main() -> std::process::ExitCode {
         .with_max_level(tracing::Level::INFO)
         .init();
     let options = Options::parse();
-    let server = match start(options.clone()).await {
+    let server = match start(options).await {
         Ok(server) => server,
         Err(error) => {
             eprintln!("server: {error}");
@@ -208,10 +283,8 @@ async fn main() -> std::process::ExitCode {
         }
     };
     eprintln!(
-        "serving DataHub's token API on http://{}/api/graphql (GraphiQL: http://{}/api/graphiql), tokens in {}",
-        server.addr,
-        server.addr,
-        options.data_dir.display()
+        "serving DataHub's token API on http://{}/api/graphql (GraphiQL: http://{}/api/graphiql), {}",
+        server.addr, server.addr, server.storage
     );
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

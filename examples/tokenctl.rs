@@ -19,8 +19,9 @@
 //! data directory, generated on first use (`TokenServiceConfig::load_or_generate_in`).
 //!
 //! With the `postgres` feature, `--postgres-url URL` keeps the tokens in
-//! PostgreSQL instead (`PostgresTokenStore`); every process sharing that
-//! database must use the same key and salt (set the two variables).
+//! PostgreSQL instead (`PostgresTokenStore`, table in `--postgres-schema`,
+//! default `public`); every process sharing that database must use the same
+//! key and salt (set the two variables).
 
 use std::error::Error;
 use std::io::Read as _;
@@ -52,6 +53,11 @@ struct Cli {
     #[cfg(feature = "postgres")]
     #[arg(long, global = true, value_name = "URL")]
     postgres_url: Option<String>,
+
+    /// The schema holding the PostgreSQL table (created if missing).
+    #[cfg(feature = "postgres")]
+    #[arg(long, global = true, value_name = "NAME", default_value = datahub_access_tokens::store::postgres::DEFAULT_SCHEMA)]
+    postgres_schema: String,
 
     #[command(subcommand)]
     command: Command,
@@ -161,7 +167,9 @@ async fn run(cli: Cli) -> Result<Value, Box<dyn Error>> {
     let config = TokenServiceConfig::load_or_generate_in(&cli.data_dir)?;
     #[cfg(feature = "postgres")]
     if let Some(url) = &cli.postgres_url {
-        let store = datahub_access_tokens::store::PostgresTokenStore::connect(url).await?;
+        use datahub_access_tokens::store::postgres::{PostgresStoreOptions, PostgresTokenStore};
+        let options = PostgresStoreOptions::new().with_schema(&cli.postgres_schema);
+        let store = PostgresTokenStore::connect_with(url, options).await?;
         return execute(cli.command, config, Arc::new(store)).await;
     }
     let store = FileTokenStore::open(&cli.data_dir).await?;

@@ -363,3 +363,88 @@ fn the_binary_warns_when_trusting_the_actor_header_and_stops_on_ctrl_c() {
         again.stop().await.unwrap();
     });
 }
+
+/// Two servers on different ports over one PostgreSQL database, as issue 5
+/// asks of `--postgres-url`: a token made on one works on the other, and
+/// once revoked on one it fails on the other within the store's staleness
+/// bound (1 s by default; normally milliseconds).
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_share_one_postgres_database() {
+    const URL_VAR: &str = "DATAHUB_TOKENS_TEST_POSTGRES_URL";
+    let Some(url) = std::env::var(URL_VAR).ok().filter(|u| !u.is_empty()) else {
+        println!("NOT RUN: {URL_VAR} is not set (see README, \"PostgreSQL store\")");
+        return;
+    };
+    let schema = format!(
+        "dhat_servers_{}_{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    );
+    // One data directory: both read the key and salt generated there.
+    let dir = tempfile::tempdir().unwrap();
+    let shared = [
+        "--postgres-url",
+        url.as_str(),
+        "--postgres-schema",
+        schema.as_str(),
+    ];
+    let first = start(dir.path(), &shared).await;
+    let second = start(dir.path(), &shared).await;
+    assert_ne!(first.addr, second.addr);
+    assert!(first.storage.contains(&schema), "{}", first.storage);
+
+    let root = bootstrap_token(&first.service, "datahub").await;
+    let (on_first, on_second) = (Http::new(first.addr), Http::new(second.addr));
+    let create = r#"mutation { createAccessToken(input: {type: PERSONAL, actorUrn: "urn:li:corpuser:datahub", duration: ONE_HOUR, name: "shared"}) { accessToken metadata { id } } }"#;
+    let data = on_second.graphql(&root, create, json!({})).await.data();
+    let token = data["createAccessToken"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = data["createAccessToken"]["metadata"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let bearer = format!("Bearer {token}");
+    let whoami = async |http: &Http| {
+        http.get("/api/whoami", &[("Authorization", &bearer)])
+            .await
+            .status
+    };
+    assert_eq!(
+        whoami(&on_first).await,
+        200,
+        "made on the second, works on the first"
+    );
+    let listed = on_first
+        .graphql(&root, r#"{ listAccessTokens(input: {}) { total } }"#, json!({}))
+        .await
+        .data();
+    assert_eq!(listed["listAccessTokens"]["total"], 2, "{listed}");
+
+    let revoke = format!(r#"mutation {{ revokeAccessToken(tokenId: "{id}") }}"#);
+    assert_eq!(
+        on_second.graphql(&root, &revoke, json!({})).await.data(),
+        json!({"revokeAccessToken": true})
+    );
+    let revoked = std::time::Instant::now();
+    while whoami(&on_first).await != 401 {
+        assert!(
+            revoked.elapsed() < std::time::Duration::from_secs(2),
+            "revoked on the second server, still accepted by the first"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+
+    first.stop().await.unwrap();
+    second.stop().await.unwrap();
+    let admin = datahub_access_tokens::store::postgres::PgPool::connect(&url)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
