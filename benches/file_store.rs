@@ -41,6 +41,7 @@ fn token(n: u64) -> StoredAccessToken {
             created_at: 1_700_000_000_000 + n as i64,
             expires_at: Some(1_800_000_000_000 + n as i64),
             description: None,
+            last_used_at: None,
         },
     }
 }

@@ -37,6 +37,7 @@ fn record(n: u64) -> StoredAccessToken {
             created_at,
             expires_at: (!n.is_multiple_of(10)).then_some(created_at + 86_400_000),
             description: None,
+            last_used_at: None,
         },
     }
 }

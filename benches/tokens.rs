@@ -367,6 +367,7 @@ fn listing_store(rt: &Runtime, owners: usize, per_owner: usize) -> MemoryTokenSt
                     created_at,
                     expires_at: lifetimes_ms.get(i % 6).map(|ms| created_at + ms),
                     description: (i % 3 == 0).then(|| format!("made by job {i}")),
+                    last_used_at: None,
                 },
             };
             store.insert(record).await.expect("insert");

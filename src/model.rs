@@ -58,6 +58,11 @@ pub struct DataHubAccessTokenInfo {
     /// Optional free text (up to 4096 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// When the token last validated, ms since the epoch; absent = never
+    /// (or not since this crate began recording). Our addition: DataHub's
+    /// aspect has no such field, and JSON of an unused token is DataHub's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<i64>,
 }
 
 impl DataHubAccessTokenInfo {
@@ -113,6 +118,10 @@ pub struct AccessTokenMetadata {
     pub created_at: i64,
     /// Expiry, ms since the epoch; `null` = never expires.
     pub expires_at: Option<i64>,
+    /// Last successful validation, ms since the epoch; `null` = never used.
+    /// Our addition to DataHub's type (see [`DataHubAccessTokenInfo::last_used_at`]).
+    #[serde(default)]
+    pub last_used_at: Option<i64>,
 }
 
 impl From<StoredAccessToken> for AccessTokenMetadata {
@@ -128,6 +137,7 @@ impl From<StoredAccessToken> for AccessTokenMetadata {
             owner_urn: info.owner_urn,
             created_at: info.created_at,
             expires_at: info.expires_at,
+            last_used_at: info.last_used_at,
         }
     }
 }

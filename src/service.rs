@@ -328,6 +328,7 @@ impl TokenService for DataHubTokenService {
             created_at,
             expires_at: None,
             description: input.description,
+            last_used_at: None,
         };
         let (token, stored) = self.mint_personal(info, lifetime_ms)?;
         let limit = self.max_tokens_per_owner.map(|max_live| OwnerLimit {
@@ -415,6 +416,7 @@ impl TokenService for DataHubTokenService {
         };
         let fresh = DataHubAccessTokenInfo {
             created_at: now,
+            last_used_at: None,
             ..info.clone()
         };
         let (token, new) = self.mint_personal(fresh, lifetime_ms)?;

@@ -337,6 +337,7 @@ async fn admin_creating_for_someone_else() {
                 created_at: T0,
                 expires_at: Some(T0 + 7 * DAY_MS),
                 description: None,
+                last_used_at: None,
             },
         }
     );

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use datahub_access_tokens::store::conformance::{self, sample_token};
 use datahub_access_tokens::store::file::{LOCK_FILE_NAME, LOG_FILE_NAME};
-use datahub_access_tokens::store::{FileStoreOptions, FileTokenStore, ListQuery};
+use datahub_access_tokens::store::{FileStoreOptions, FileTokenStore, ListQuery, TokenUse};
 use datahub_access_tokens::{
     AccessTokenDuration, CreateAccessTokenInput, DataHubTokenService, Error, ListAccessTokenInput, Policies,
     StoredAccessToken, TokenService, TokenServiceConfig, TokenStore, Urn,
@@ -258,13 +258,13 @@ async fn foreign_and_newer_files_are_refused() {
     std::fs::remove_file(&log).unwrap();
     log_with_records(tmp.path(), 1).await;
     let mut bytes = std::fs::read(&log).unwrap();
-    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&4u32.to_le_bytes());
     let crc = crc32(&bytes[..12]);
     bytes[12..16].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&log, &bytes).unwrap();
     let message = open_error(FileTokenStore::open(tmp.path()).await);
-    assert!(message.contains("format version 3"), "{message}");
-    assert!(message.contains("reads versions 1 to 2"), "{message}");
+    assert!(message.contains("format version 4"), "{message}");
+    assert!(message.contains("reads versions 1 to 3"), "{message}");
 }
 
 // CRC-32 (IEEE), bit by bit: the test does not trust the crate's own.
@@ -373,39 +373,133 @@ async fn the_plaintext_token_never_reaches_the_disk() {
     assert_eq!(store.stats().live_tokens, 3);
 }
 
-/// A version 1 log (inserts and deletes only) opens with every token, is
-/// upgraded to version 2 on open, and then takes replace records that
+/// A log as versions 1 and 2 wrote it, byte by byte from the format's
+/// documentation: tokens without `lastUsedAt`.
+fn legacy_log(version: u32, tokens: &[StoredAccessToken], deleted: &[&str]) -> Vec<u8> {
+    fn text(p: &mut Vec<u8>, s: &str) {
+        p.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        p.extend_from_slice(s.as_bytes());
+    }
+    fn record(out: &mut Vec<u8>, payload: &[u8]) {
+        let len = (payload.len() as u32).to_le_bytes();
+        out.extend_from_slice(&len);
+        out.extend_from_slice(&crc32(&[&len[..], payload].concat()).to_le_bytes());
+        out.extend_from_slice(payload);
+    }
+    let mut out = b"DHATLOG\0".to_vec();
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&crc32(&out).to_le_bytes());
+    for token in tokens {
+        let info = &token.info;
+        let mut p = vec![1u8];
+        for field in [
+            &token.id,
+            &info.name,
+            info.actor_urn.as_str(),
+            info.owner_urn.as_str(),
+        ] {
+            text(&mut p, field);
+        }
+        p.extend_from_slice(&info.created_at.to_le_bytes());
+        match info.expires_at {
+            Some(at) => p.extend([&[1u8][..], &at.to_le_bytes()].concat()),
+            None => p.push(0),
+        }
+        match &info.description {
+            Some(d) => {
+                p.push(1);
+                text(&mut p, d);
+            }
+            None => p.push(0),
+        }
+        record(&mut out, &p);
+    }
+    let mut p = vec![2u8];
+    p.extend_from_slice(&(deleted.len() as u32).to_le_bytes());
+    for id in deleted {
+        text(&mut p, id);
+    }
+    record(&mut out, &p);
+    out
+}
+
+/// Logs of versions 1 and 2 open with every token, are upgraded to
+/// version 3 on open, and then take replace and last-used records that
 /// survive a reopen.
 #[tokio::test]
-async fn a_version_1_log_is_read_and_upgraded() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (log, _) = log_with_records(tmp.path(), 5).await;
-    {
-        let store = open(tmp.path()).await;
-        assert!(store.delete(&token(4).id).await.unwrap());
-        drop(store);
-    }
-    // Version 1 had exactly these record kinds: relabel the header.
-    let mut bytes = std::fs::read(&log).unwrap();
-    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
-    let crc = crc32(&bytes[..12]);
-    bytes[12..16].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(&log, &bytes).unwrap();
+async fn version_1_and_2_logs_are_read_and_upgraded() {
+    for version in [1, 2] {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join(LOG_FILE_NAME);
+        let tokens: Vec<_> = (0..5).map(token).collect();
+        std::fs::write(&log, legacy_log(version, &tokens, &[&token(4).id])).unwrap();
 
+        let store = open(tmp.path()).await;
+        let mut expected: Vec<_> = (0..4).map(token).collect();
+        expected.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(all(&store).await, expected, "version {version}");
+        let header = std::fs::read(&log).unwrap();
+        assert_eq!(
+            u32::from_le_bytes(header[8..12].try_into().unwrap()),
+            3,
+            "version {version} is upgraded on open"
+        );
+        store.replace(&token(0).id, token(9)).await.unwrap();
+        let used = TokenUse {
+            id: token(1).id,
+            at_ms: 42,
+        };
+        store.record_last_used(&[used]).await.unwrap();
+        drop(store);
+        let store = open(tmp.path()).await;
+        let mut expected: Vec<_> = [1, 2, 3, 9].into_iter().map(token).collect();
+        expected.sort_by(|a, b| a.id.cmp(&b.id));
+        for t in &mut expected {
+            if t.id == token(1).id {
+                t.info.last_used_at = Some(42);
+            }
+        }
+        assert_eq!(
+            all(&store).await,
+            expected,
+            "the replace and last-used records replay"
+        );
+    }
+}
+
+/// Last-used times are durable: they survive a reopen, with and without a
+/// compaction between, and a use recorded after a revocation stays dead.
+#[tokio::test]
+async fn last_used_times_survive_reopen_and_compaction() {
+    let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path()).await;
-    let mut expected: Vec<_> = (0..4).map(token).collect();
-    expected.sort_by(|a, b| a.id.cmp(&b.id));
-    assert_eq!(all(&store).await, expected);
-    let header = std::fs::read(&log).unwrap();
-    assert_eq!(
-        u32::from_le_bytes(header[8..12].try_into().unwrap()),
-        2,
-        "upgraded on open"
-    );
-    store.replace(&token(0).id, token(9)).await.unwrap();
+    for n in 0..3 {
+        store.insert(token(n)).await.unwrap();
+    }
+    let used = |n: u64, at_ms: i64| TokenUse {
+        id: token(n).id,
+        at_ms,
+    };
+    store
+        .record_last_used(&[used(0, 100), used(1, 200)])
+        .await
+        .unwrap();
+    assert!(store.delete(&token(1).id).await.unwrap());
+    store
+        .record_last_used(&[used(1, 300), used(0, 50)])
+        .await
+        .unwrap();
+    let expected = |store: FileTokenStore| async move {
+        let got = all(&store).await;
+        let last_used: Vec<_> = got.iter().map(|t| (t.id.clone(), t.info.last_used_at)).collect();
+        let mut want = vec![(token(0).id, Some(100)), (token(2).id, None)];
+        want.sort();
+        assert_eq!(last_used, want);
+        store
+    };
+    drop(expected(store).await);
+    let store = expected(open(tmp.path()).await).await;
+    store.compact().await.unwrap();
     drop(store);
-    let store = open(tmp.path()).await;
-    let mut expected: Vec<_> = [1, 2, 3, 9].into_iter().map(token).collect();
-    expected.sort_by(|a, b| a.id.cmp(&b.id));
-    assert_eq!(all(&store).await, expected, "the replace record replays");
+    expected(open(tmp.path()).await).await;
 }

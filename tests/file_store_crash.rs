@@ -35,6 +35,7 @@ fn token(n: u64) -> StoredAccessToken {
             description: n
                 .is_multiple_of(3)
                 .then(|| format!("written by the crash test, number {n}")),
+            last_used_at: None,
         },
     }
 }

@@ -394,6 +394,7 @@ fn datahub_record(id: &str, actor: &str, expires_at: Option<i64>) -> StoredAcces
             created_at: now_ms(),
             expires_at,
             description: None,
+            last_used_at: None,
         },
     }
 }

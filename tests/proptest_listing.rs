@@ -89,6 +89,7 @@ fn token_strategy() -> impl Strategy<Value = DataHubAccessTokenInfo> {
                 // Expiry may even precede creation: stores must not care.
                 expires_at: expires.map(|e| e * 1000),
                 description: description.map(|d| DESCRIPTIONS[d].to_owned()),
+                last_used_at: None,
             },
         )
 }

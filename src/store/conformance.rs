@@ -20,7 +20,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use ring::digest;
 
-use super::{listing_order, Condition, Filter, ListQuery, OwnerLimit, TokenField, TokenStore};
+use super::{listing_order, Condition, Filter, ListQuery, OwnerLimit, TokenField, TokenStore, TokenUse};
 use crate::error::Error;
 use crate::model::{DataHubAccessTokenInfo, StoredAccessToken};
 use crate::urn::Urn;
@@ -45,6 +45,7 @@ where
     replace_is_all_or_nothing(&new_store().await).await;
     concurrent_replaces_of_one_token(Arc::new(new_store().await)).await;
     concurrent_inserts_never_exceed_the_owner_limit(Arc::new(new_store().await)).await;
+    last_use_is_recorded(&new_store().await).await;
 }
 
 /// A realistic token id (44 characters of base64, may hold `+ / =`) for `n`.
@@ -67,6 +68,7 @@ pub fn sample_token(n: u64, owner: &str, created_at: i64, expires_at: Option<i64
             created_at,
             expires_at,
             description: None,
+            last_used_at: None,
         },
     }
 }
@@ -172,6 +174,8 @@ pub async fn records_round_trip(store: &dyn TokenStore) {
     tokens[1].info.name = "ünïcödé 🚀 \"quoted\" 'single' \\ back%slash_".into();
     tokens[1].info.description = Some("d".repeat(4096));
     tokens[2].info.actor_urn = user("service-account@example.com");
+    tokens[2].info.last_used_at = Some(-3);
+    tokens[1].info.last_used_at = Some(i64::MAX);
     insert_all(store, &tokens).await;
     for token in &tokens {
         assert_eq!(
@@ -206,6 +210,9 @@ fn fixture() -> Vec<StoredAccessToken> {
             token.info.name = ["ci deploy", "laptop", "CI nightly", "deploy-bot"][(n % 4) as usize].into();
             if n % 3 != 1 {
                 token.info.description = Some(format!("used by pipeline {}", n % 5));
+            }
+            if n % 5 != 2 {
+                token.info.last_used_at = Some(1_000 + (n as i64 % 7) * 100);
             }
             token
         })
@@ -255,7 +262,7 @@ pub async fn each_filter_matches_its_definition(store: &dyn TokenStore) {
             }
         }
     }
-    for field in [CreatedAt, ExpiresAt] {
+    for field in [CreatedAt, ExpiresAt, LastUsedAt] {
         for condition in [
             Equal,
             In,
@@ -264,7 +271,7 @@ pub async fn each_filter_matches_its_definition(store: &dyn TokenStore) {
             LessThan,
             LessThanOrEqualTo,
         ] {
-            for value in ["1200", "12000", "0", "99999"] {
+            for value in ["1200", "1300", "12000", "0", "99999"] {
                 for negated in [false, true] {
                     let query = ListQuery {
                         filters: vec![filter(field, condition, &[value], negated)],
@@ -803,4 +810,81 @@ pub async fn concurrent_replaces_of_one_token<S: TokenStore + ?Sized>(store: Arc
     let page = store.list(&ListQuery::all(100)).await.unwrap();
     assert_eq!(page.total, 1, "never both, never neither");
     assert_eq!(page.tokens[0].id, token_id(winners[0]));
+}
+
+/// `record_last_used` moves `lastUsedAt` forward only, touches nothing
+/// else, skips unknown and deleted ids, and the field lists and filters
+/// like any other time.
+pub async fn last_use_is_recorded(store: &dyn TokenStore) {
+    let mut tokens: Vec<StoredAccessToken> = (1..=4)
+        .map(|n| sample_token(n, "alice", n as i64, None))
+        .collect();
+    tokens[2].info.last_used_at = Some(500);
+    insert_all(store, &tokens).await;
+    let used = |n: u64, at_ms: i64| TokenUse {
+        id: token_id(n),
+        at_ms,
+    };
+    store
+        .record_last_used(&[used(1, 1_000), used(3, 400), used(99, 900), used(1, 800)])
+        .await
+        .expect("record_last_used succeeds");
+    store.record_last_used(&[]).await.expect("an empty batch is fine");
+    tokens[0].info.last_used_at = Some(1_000);
+    for token in &tokens {
+        assert_eq!(
+            store.get(&token.id).await.unwrap().as_ref(),
+            Some(token),
+            "lastUsedAt moves forward only (the latest use wins, even within one batch) and nothing else changes"
+        );
+    }
+    assert_eq!(
+        store.get(&token_id(99)).await.unwrap(),
+        None,
+        "a use of an unknown id creates nothing"
+    );
+    store.record_last_used(&[used(3, 600)]).await.unwrap();
+    tokens[2].info.last_used_at = Some(600);
+    assert_lists(store, &tokens, &ListQuery::all(10)).await;
+
+    let stale = ListQuery {
+        filters: vec![filter(
+            TokenField::LastUsedAt,
+            Condition::LessThan,
+            &["700"],
+            false,
+        )],
+        start: 0,
+        count: 10,
+    };
+    let ids = |page: super::ListPage| page.tokens.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list(&stale).await.unwrap()),
+        vec![token_id(3)],
+        "lastUsedAt LESS_THAN finds stale tokens (never-used ones excluded)"
+    );
+    let never_used = ListQuery {
+        filters: vec![filter(TokenField::LastUsedAt, Condition::Exists, &[], true)],
+        start: 0,
+        count: 10,
+    };
+    assert_eq!(
+        ids(store.list(&never_used).await.unwrap()),
+        vec![token_id(4), token_id(2)],
+        "negated EXISTS lastUsedAt finds never-used tokens"
+    );
+
+    assert!(store.delete(&token_id(2)).await.unwrap());
+    store.record_last_used(&[used(2, 2_000)]).await.unwrap();
+    assert!(
+        !store.contains(&token_id(2)).await.unwrap(),
+        "a use recorded after revocation never brings the token back"
+    );
+    let fresh = sample_token(5, "alice", 5, None);
+    store.replace(&token_id(1), fresh.clone()).await.unwrap();
+    assert_eq!(
+        store.get(&fresh.id).await.unwrap(),
+        Some(fresh),
+        "a replacement carries its own lastUsedAt, not the old token's"
+    );
 }

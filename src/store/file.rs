@@ -27,14 +27,14 @@
 //! | `tokens.lock` | held with an exclusive OS lock while a store has the directory open |
 //! | `tokens.log.compact` | a compaction in progress; removed on open if a crash left it |
 //!
-//! # On-disk format of `tokens.log` (version 2)
+//! # On-disk format of `tokens.log` (version 3)
 //!
 //! All integers are little-endian. The file starts with a 16-byte header:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 0..8 | magic `DHATLOG\0` |
-//! | 8..12 | format version, `u32` (this build writes 2, reads 1 and 2) |
+//! | 8..12 | format version, `u32` (this build writes 3, reads 1 to 3) |
 //! | 12..16 | CRC-32 (IEEE) of bytes 0..12 |
 //!
 //! Records follow, one after another:
@@ -49,15 +49,20 @@
 //! optional fields are a byte `0` (absent) or `1` followed by the value.
 //!
 //! * `1` insert: `id`, `name`, `actorUrn`, `ownerUrn` (texts), `createdAt`
-//!   (`i64` ms), optional `expiresAt` (`i64` ms), optional `description` (text).
+//!   (`i64` ms), optional `expiresAt` (`i64` ms), optional `description`
+//!   (text), optional `lastUsedAt` (`i64` ms; version 3 on).
 //! * `2` delete: `u32` count, then that many token ids (texts).
 //! * `3` replace (version 2 on): the `id` deleted (text), then the token
 //!   inserted, laid out as in an insert. One record, so a crash never leaves
 //!   half a rotation ([`TokenStore::replace`]).
+//! * `4` last used (version 3 on): `u32` count, then that many pairs of a
+//!   token id (text) and the time it validated (`i64` ms); written only for
+//!   tokens present at that point of the log.
 //!
-//! Version 1 is version 2 without replace records. A version 1 log is read
-//! and then upgraded on open by a compaction (which writes a version 2
-//! header), before anything can append a replace record to it.
+//! Version 2 is version 3 without `lastUsedAt` and last-used records;
+//! version 1 is version 2 without replace records. An older log is read and
+//! then upgraded on open by a compaction (which writes a version 3 header),
+//! before anything can append a newer record to it.
 //!
 //! The plaintext token is never written: only its id and its info.
 //!
@@ -95,7 +100,7 @@ use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 use super::memory::Index;
-use super::{ListPage, ListQuery, MemoryTokenStore, OwnerLimit, TokenStore};
+use super::{ListPage, ListQuery, MemoryTokenStore, OwnerLimit, TokenStore, TokenUse};
 use crate::error::{Error, Result};
 use crate::model::StoredAccessToken;
 use crate::urn::Urn;
@@ -231,6 +236,8 @@ enum Apply {
     Delete(Vec<String>),
     /// Delete the first id and insert the token, as one step.
     Replace(String, StoredAccessToken),
+    /// Move these tokens' `lastUsedAt` forward.
+    LastUsed(Vec<TokenUse>),
     /// Nothing: the op only waits for the writes queued before it.
     Barrier,
     /// Rewrite the log now.
@@ -518,7 +525,8 @@ impl FileTokenStore {
                         .pending
                         .insert(token.id.clone(), Pending { seq, present, owner });
                 }
-                Apply::Barrier | Apply::Compact => {}
+                // Presence does not change: nothing for later decisions.
+                Apply::LastUsed(_) | Apply::Barrier | Apply::Compact => {}
             }
             let (reply, receiver) = oneshot::channel();
             state.ops.push(Op { seq, apply, reply });
@@ -549,6 +557,8 @@ impl FileTokenStore {
 }
 
 /// What a mutating op decided.
+// Short-lived, one per call, moved once: boxing the record would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Plan<T> {
     /// Answer now; nothing pending affects it.
     Done(T),
@@ -620,12 +630,15 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Index, Replayed), FileStoreError
     // the time on two cores.
     std::thread::scope(|scope| {
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Decoded>(8);
-        scope.spawn(move || decode_all(bytes, &damaged, sender));
+        scope.spawn(move || decode_all(bytes, version, &damaged, sender));
         // Sized for a compacted log (about 140 bytes a token): no rehashing.
         let mut live: HashMap<String, Arc<StoredAccessToken>> = HashMap::with_capacity(bytes.len() / 140);
         // Every inserted record in file (and so memory) order; the live ones
         // are those the map still shares.
         let mut inserted: Vec<Arc<StoredAccessToken>> = Vec::with_capacity(bytes.len() / 140);
+        // Latest use of each live token seen in last-used records, applied
+        // once the survivors are known.
+        let mut last_used: HashMap<String, i64> = HashMap::new();
         let mut dead = 0u64;
         for decoded in receiver {
             match decoded {
@@ -644,6 +657,7 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Index, Replayed), FileStoreError
                                     let why = format!("a replace of token id {old}, which is not there");
                                     return Err(damaged(offset, why));
                                 }
+                                last_used.remove(&old);
                                 dead += 1;
                                 inserted.push(token.clone());
                                 if let Some(first) = live.insert(token.id.clone(), token) {
@@ -657,6 +671,20 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Index, Replayed), FileStoreError
                                     if live.remove(id).is_some() {
                                         dead += 1;
                                     }
+                                    last_used.remove(id);
+                                }
+                            }
+                            DecodedRecord::LastUsed(uses) => {
+                                dead += 1;
+                                for used in uses {
+                                    // Written only for present tokens.
+                                    if !live.contains_key(&used.id) {
+                                        let why =
+                                            format!("a last use of token id {}, which is not there", used.id);
+                                        return Err(damaged(offset, why));
+                                    }
+                                    let latest = last_used.entry(used.id).or_insert(used.at_ms);
+                                    *latest = (*latest).max(used.at_ms);
                                 }
                             }
                         }
@@ -671,6 +699,15 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Index, Replayed), FileStoreError
                     };
                     inserted.retain(|token| Arc::strong_count(token) > 1);
                     drop(live);
+                    if !last_used.is_empty() {
+                        for token in &mut inserted {
+                            if let Some(&at) = last_used.get(&token.id) {
+                                // The map is gone, so this is the only reference.
+                                let info = &mut Arc::make_mut(token).info;
+                                info.last_used_at = info.last_used_at.max(Some(at));
+                            }
+                        }
+                    }
                     return Ok((Index::from_tokens(inserted), replayed));
                 }
                 Decoded::Failed(error) => return Err(error),
@@ -696,12 +733,14 @@ enum DecodedRecord {
     Insert(Arc<StoredAccessToken>),
     Delete(Vec<String>),
     Replace(String, Arc<StoredAccessToken>),
+    LastUsed(Vec<TokenUse>),
 }
 
 /// Checks and decodes every record, sending them on in batches; stops early
 /// if the receiver hangs up.
 fn decode_all(
     bytes: &[u8],
+    version: u32,
     damaged: &(impl Fn(usize, String) -> FileStoreError + Sync),
     sender: std::sync::mpsc::SyncSender<Decoded>,
 ) {
@@ -717,10 +756,11 @@ fn decode_all(
                 }
             }
             format::Slot::Record { payload, next } => {
-                let record = match format::decode(payload) {
+                let record = match format::decode(payload, version) {
                     Ok(format::Record::Insert(token)) => DecodedRecord::Insert(Arc::new(token)),
                     Ok(format::Record::Delete(ids)) => DecodedRecord::Delete(ids),
                     Ok(format::Record::Replace { old, new }) => DecodedRecord::Replace(old, Arc::new(new)),
+                    Ok(format::Record::LastUsed(uses)) => DecodedRecord::LastUsed(uses),
                     Err(why) => break Decoded::Failed(damaged(offset, why)),
                 };
                 batch.push((offset, record));
@@ -865,6 +905,13 @@ impl Shared {
                         touched.push(token.id.clone());
                         let inserted = index.insert(token);
                         debug_assert!(inserted.is_ok(), "replaces are decided against the index");
+                    }
+                    Apply::LastUsed(uses) => {
+                        // Garbage once a compaction folds it into the inserts.
+                        writer.dead += 1;
+                        for used in uses {
+                            index.record_use(&used.id, used.at_ms);
+                        }
                     }
                     Apply::Barrier => {}
                     Apply::Compact => {
@@ -1134,6 +1181,29 @@ impl TokenStore for FileTokenStore {
                 format::encode_delete(&mut record, ids.iter().map(String::as_str));
                 Plan::Write(record, Apply::Delete(ids.clone()), ids)
             })
+        })
+        .await
+    }
+
+    async fn record_last_used(&self, uses: &[TokenUse]) -> Result<()> {
+        self.submit(|state, index| {
+            // Only uses that would change a present token are written.
+            let uses: Vec<TokenUse> = uses
+                .iter()
+                .filter(|used| match state.pending.get(&used.id) {
+                    Some(pending) => pending.present.is_some(),
+                    None => index
+                        .get(&used.id)
+                        .is_some_and(|t| t.info.last_used_at.is_none_or(|last| last < used.at_ms)),
+                })
+                .cloned()
+                .collect();
+            if uses.is_empty() {
+                return Ok(Plan::Done(()));
+            }
+            let mut record = Vec::with_capacity(uses.len() * 60 + 16);
+            format::encode_last_used(&mut record, &uses);
+            Ok(Plan::Write(record, Apply::LastUsed(uses), ()))
         })
         .await
     }

@@ -7,7 +7,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 use rustc_hash::FxHashMap;
 
-use super::{ListPage, ListQuery, ListingKey, OwnerLimit, TokenField, TokenStore};
+use super::{ListPage, ListQuery, ListingKey, OwnerLimit, TokenField, TokenStore, TokenUse};
 use crate::error::{Error, Result};
 use crate::model::StoredAccessToken;
 use crate::urn::Urn;
@@ -259,6 +259,34 @@ impl Index {
         Ok(())
     }
 
+    /// Moves the token's `lastUsedAt` forward to `at_ms`; `false` if there
+    /// is no such token. The listing key does not depend on it, so the new
+    /// record simply takes the old one's place in every map.
+    pub(crate) fn record_use(&mut self, id: &str, at_ms: i64) -> bool {
+        let Some(token) = self.by_id.get_mut(&IdKey::new(id)) else {
+            return false;
+        };
+        if token.info.last_used_at.is_some_and(|last| last >= at_ms) {
+            return true;
+        }
+        let mut used = (**token).clone();
+        used.info.last_used_at = Some(at_ms);
+        let used = Arc::new(used);
+        *token = used.clone();
+        let key = ListingKey::of(&used);
+        let maps = [
+            Some(&mut self.all),
+            self.by_owner.get_mut(&used.info.owner_urn),
+            self.by_actor.get_mut(&used.info.actor_urn),
+        ];
+        for ordered in maps.into_iter().flatten() {
+            if let Some(slot) = ordered.get_mut(&key) {
+                *slot = used.clone();
+            }
+        }
+        true
+    }
+
     pub(crate) fn remove(&mut self, id: &str) -> Option<Arc<StoredAccessToken>> {
         let token = self.by_id.remove(&IdKey::new(id))?;
         let key = ListingKey::of(&token);
@@ -405,5 +433,13 @@ impl TokenStore for MemoryTokenStore {
             index.remove(id);
         }
         Ok(expired)
+    }
+
+    async fn record_last_used(&self, uses: &[TokenUse]) -> Result<()> {
+        let mut index = self.write();
+        for used in uses {
+            index.record_use(&used.id, used.at_ms);
+        }
+        Ok(())
     }
 }

@@ -67,6 +67,12 @@ pub use query::{
 ///   does not change meanwhile visits every matching token exactly once.
 /// * **Expiry.** [`delete_expired`](Self::delete_expired)`(now)` deletes
 ///   exactly the tokens whose `expiresAt < now` and returns their ids.
+/// * **Last use.** [`record_last_used`](Self::record_last_used) sets each
+///   named token's `lastUsedAt` to the later of its current value and the
+///   use's time, and changes nothing else. Ids not present are skipped (the
+///   token may have been revoked since it was used): it never creates a
+///   record. A token inserted or replaced in carries the `lastUsedAt` it
+///   was given.
 /// * **Faithful round trip.** A record comes back exactly as inserted.
 /// * Failures of the backend are [`Error::Storage`](crate::Error::Storage),
 ///   never a panic, and leave no partial change behind.
@@ -103,6 +109,19 @@ pub trait TokenStore: Debug + Send + Sync + 'static {
 
     /// Deletes every record with `expiresAt < now_ms`; returns their ids.
     async fn delete_expired(&self, now_ms: i64) -> Result<Vec<String>>;
+
+    /// Records that tokens were used (see the contract). The service calls
+    /// this off the validation path, batched and throttled per token.
+    async fn record_last_used(&self, uses: &[TokenUse]) -> Result<()>;
+}
+
+/// A token validated at a time, for [`TokenStore::record_last_used`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenUse {
+    /// The token's id.
+    pub id: String,
+    /// When it validated, ms since the epoch.
+    pub at_ms: i64,
 }
 
 /// A bound on one owner's live tokens, for
@@ -155,6 +174,9 @@ macro_rules! forward_token_store {
             }
             async fn delete_expired(&self, now_ms: i64) -> Result<Vec<String>> {
                 (**self).delete_expired(now_ms).await
+            }
+            async fn record_last_used(&self, uses: &[TokenUse]) -> Result<()> {
+                (**self).record_last_used(uses).await
             }
         }
     };

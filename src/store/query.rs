@@ -34,17 +34,21 @@ pub enum TokenField {
     ExpiresAt,
     /// `description` (text, may be absent).
     Description,
+    /// `lastUsedAt` (ms, absent until the token first validates; our
+    /// addition): `LESS_THAN` finds stale tokens, negated `EXISTS` unused ones.
+    LastUsedAt,
 }
 
 impl TokenField {
     /// Every field.
-    pub const ALL: [TokenField; 6] = [
+    pub const ALL: [TokenField; 7] = [
         Self::Name,
         Self::ActorUrn,
         Self::OwnerUrn,
         Self::CreatedAt,
         Self::ExpiresAt,
         Self::Description,
+        Self::LastUsedAt,
     ];
 
     /// DataHub's JSON name, e.g. `ownerUrn`.
@@ -56,12 +60,13 @@ impl TokenField {
             Self::CreatedAt => "createdAt",
             Self::ExpiresAt => "expiresAt",
             Self::Description => "description",
+            Self::LastUsedAt => "lastUsedAt",
         }
     }
 
     /// Whether the field holds milliseconds rather than text.
     pub fn is_time(self) -> bool {
-        matches!(self, Self::CreatedAt | Self::ExpiresAt)
+        matches!(self, Self::CreatedAt | Self::ExpiresAt | Self::LastUsedAt)
     }
 
     fn parse(name: &str) -> Result<Self> {
@@ -173,7 +178,7 @@ pub enum FilterValues {
 
 /// One validated filter: `field condition any-of(values)`, optionally negated.
 ///
-/// A token whose field is absent (`expiresAt`, `description`) matches no
+/// A token whose field is absent (`expiresAt`, `description`, `lastUsedAt`) matches no
 /// condition, so a negated filter selects it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
@@ -293,7 +298,9 @@ impl Filter {
                     TokenField::ActorUrn => Some(info.actor_urn.as_str()),
                     TokenField::OwnerUrn => Some(info.owner_urn.as_str()),
                     TokenField::Description => info.description.as_deref(),
-                    TokenField::CreatedAt | TokenField::ExpiresAt => unreachable!("checked in new"),
+                    TokenField::CreatedAt | TokenField::ExpiresAt | TokenField::LastUsedAt => {
+                        unreachable!("checked in new")
+                    }
                 };
                 let Some(text) = text else { return false };
                 let test: fn(&str, &str) -> bool = match self.condition {
@@ -310,6 +317,7 @@ impl Filter {
                 let millis = match self.field {
                     TokenField::CreatedAt => Some(info.created_at),
                     TokenField::ExpiresAt => info.expires_at,
+                    TokenField::LastUsedAt => info.last_used_at,
                     _ => unreachable!("checked in new"),
                 };
                 let Some(millis) = millis else { return false };
@@ -467,6 +475,7 @@ mod tests {
             created_at: 1_000,
             expires_at,
             description: description.map(Into::into),
+            last_used_at: None,
         }
     }
 

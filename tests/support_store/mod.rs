@@ -1,7 +1,7 @@
 //! A token store that fails every call, as a lost database would.
 
 use async_trait::async_trait;
-use datahub_access_tokens::store::{ListPage, ListQuery, OwnerLimit};
+use datahub_access_tokens::store::{ListPage, ListQuery, OwnerLimit, TokenUse};
 use datahub_access_tokens::{Error, Result, StoredAccessToken, TokenStore};
 
 /// Fails every call with a storage error whose text must never reach a client.
@@ -33,6 +33,9 @@ impl TokenStore for BrokenStore {
         Err(broken())
     }
     async fn delete_expired(&self, _: i64) -> Result<Vec<String>> {
+        Err(broken())
+    }
+    async fn record_last_used(&self, _: &[TokenUse]) -> Result<()> {
         Err(broken())
     }
 }

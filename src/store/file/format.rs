@@ -2,13 +2,15 @@
 //! layout is documented on the parent module).
 
 use crate::model::{DataHubAccessTokenInfo, StoredAccessToken};
+use crate::store::TokenUse;
 use crate::urn::Urn;
 
 /// First bytes of every token log.
 pub(crate) const MAGIC: [u8; 8] = *b"DHATLOG\0";
 /// The format this build writes (and reads, along with older ones).
-pub(crate) const FORMAT_VERSION: u32 = 2;
-/// The oldest format this build reads (version 1 lacks replace records).
+pub(crate) const FORMAT_VERSION: u32 = 3;
+/// The oldest format this build reads (version 1 lacks replace records,
+/// versions 1 and 2 lack last-used times).
 pub(crate) const OLDEST_VERSION: u32 = 1;
 /// Magic, version, header checksum.
 pub(crate) const HEADER_LEN: usize = 16;
@@ -21,6 +23,10 @@ const KIND_INSERT: u8 = 1;
 const KIND_DELETE: u8 = 2;
 /// Version 2 on.
 const KIND_REPLACE: u8 = 3;
+/// Version 3 on.
+const KIND_LAST_USED: u8 = 4;
+/// Tokens carry an optional `lastUsedAt` from this version on.
+const LAST_USED_VERSION: u32 = 3;
 
 /// One decoded log record.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,6 +42,8 @@ pub(crate) enum Record {
         /// The token inserted.
         new: StoredAccessToken,
     },
+    /// These tokens validated at these times.
+    LastUsed(Vec<TokenUse>),
 }
 
 /// The 16-byte file header.
@@ -101,6 +109,21 @@ fn put_token(p: &mut Vec<u8>, token: &StoredAccessToken) {
     p.extend_from_slice(&info.created_at.to_le_bytes());
     put_opt(p, info.expires_at, |p, at| p.extend_from_slice(&at.to_le_bytes()));
     put_opt(p, info.description.as_deref(), put_str);
+    put_opt(p, info.last_used_at, |p, at| {
+        p.extend_from_slice(&at.to_le_bytes())
+    });
+}
+
+/// Appends a framed last-used record for `uses` to `out`.
+pub(crate) fn encode_last_used(out: &mut Vec<u8>, uses: &[TokenUse]) {
+    frame(out, |p| {
+        p.push(KIND_LAST_USED);
+        p.extend_from_slice(&len_u32(uses.len()).to_le_bytes());
+        for used in uses {
+            put_str(p, &used.id);
+            p.extend_from_slice(&used.at_ms.to_le_bytes());
+        }
+    });
 }
 
 /// Appends a framed delete record for `ids` to `out`.
@@ -198,9 +221,12 @@ pub(crate) fn intact_record_after(file: &[u8], offset: usize) -> Option<usize> {
     (offset + 1..file.len()).find(|&p| matches!(read_slot(file, p), Slot::Record { .. }))
 }
 
-/// Decodes a payload whose checksum already matched.
-pub(crate) fn decode(payload: &[u8]) -> Result<Record, String> {
-    let mut r = Reader { bytes: payload };
+/// Decodes a payload, whose checksum already matched, of a log of format `version`.
+pub(crate) fn decode(payload: &[u8], version: u32) -> Result<Record, String> {
+    let mut r = Reader {
+        bytes: payload,
+        last_used: version >= LAST_USED_VERSION,
+    };
     let record = match r.u8()? {
         KIND_INSERT => Record::Insert(r.token()?),
         KIND_REPLACE => {
@@ -216,6 +242,22 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, String> {
             let ids = (0..count).map(|_| r.string()).collect::<Result<_, _>>()?;
             Record::Delete(ids)
         }
+        KIND_LAST_USED if r.last_used => {
+            let count = r.u32()? as usize;
+            // Each use takes at least 12 bytes: bound the allocation.
+            if count > r.bytes.len() / 12 {
+                return Err(format!("last-used record claims {count} uses"));
+            }
+            let uses = (0..count)
+                .map(|_| {
+                    Ok(TokenUse {
+                        id: r.string()?,
+                        at_ms: r.i64()?,
+                    })
+                })
+                .collect::<Result<_, String>>()?;
+            Record::LastUsed(uses)
+        }
         kind => return Err(format!("unknown record kind {kind}")),
     };
     if !r.bytes.is_empty() {
@@ -226,6 +268,8 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, String> {
 
 struct Reader<'a> {
     bytes: &'a [u8],
+    /// Whether tokens end with an optional `lastUsedAt` (version 3 on).
+    last_used: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -246,6 +290,11 @@ impl<'a> Reader<'a> {
         let created_at = self.i64()?;
         let expires_at = if self.flag()? { Some(self.i64()?) } else { None };
         let description = if self.flag()? { Some(self.string()?) } else { None };
+        let last_used_at = if self.last_used && self.flag()? {
+            Some(self.i64()?)
+        } else {
+            None
+        };
         Ok(StoredAccessToken {
             id,
             info: DataHubAccessTokenInfo {
@@ -255,6 +304,7 @@ impl<'a> Reader<'a> {
                 created_at,
                 expires_at,
                 description,
+                last_used_at,
             },
         })
     }
@@ -304,6 +354,7 @@ mod tests {
                 created_at: -5,
                 expires_at,
                 description: description.map(Into::into),
+                last_used_at: None,
             },
         }
     }
@@ -312,7 +363,7 @@ mod tests {
         match read_slot(bytes, 0) {
             Slot::Record { payload, next } => {
                 assert_eq!(next, bytes.len());
-                decode(payload).unwrap()
+                decode(payload, FORMAT_VERSION).unwrap()
             }
             other => panic!("expected a record, got {other:?}"),
         }
@@ -320,10 +371,13 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
+        let mut used = token(Some("d"), None);
+        used.info.last_used_at = Some(i64::MIN);
         for t in [
             token(None, None),
             token(Some(""), Some(i64::MAX)),
             token(Some("d"), Some(-1)),
+            used,
         ] {
             let mut out = Vec::new();
             encode_insert(&mut out, &t);
@@ -332,6 +386,19 @@ mod tests {
         let mut out = Vec::new();
         encode_delete(&mut out, ["a", "b+/="].into_iter());
         assert_eq!(one_record(&out), Record::Delete(vec!["a".into(), "b+/=".into()]));
+        let uses = vec![
+            TokenUse {
+                id: "a".into(),
+                at_ms: -1,
+            },
+            TokenUse {
+                id: "b+/=".into(),
+                at_ms: i64::MAX,
+            },
+        ];
+        let mut out = Vec::new();
+        encode_last_used(&mut out, &uses);
+        assert_eq!(one_record(&out), Record::LastUsed(uses));
         let mut out = Vec::new();
         encode_replace(&mut out, "old+/=", &token(Some("d"), Some(7)));
         assert_eq!(
@@ -390,11 +457,21 @@ mod tests {
 
     #[test]
     fn decode_refuses_malformed_payloads() {
-        assert!(decode(&[9]).unwrap_err().contains("unknown record kind 9"));
-        assert!(decode(&[KIND_DELETE, 255, 255, 255, 255])
+        let v = FORMAT_VERSION;
+        assert!(decode(&[9], v).unwrap_err().contains("unknown record kind 9"));
+        assert!(decode(&[KIND_DELETE, 255, 255, 255, 255], v)
             .unwrap_err()
             .contains("claims"));
-        assert!(decode(&[KIND_INSERT, 1, 0])
+        assert!(decode(&[KIND_LAST_USED, 255, 255, 255, 255], v)
+            .unwrap_err()
+            .contains("claims"));
+        assert!(
+            decode(&[KIND_LAST_USED, 0, 0, 0, 0], 2)
+                .unwrap_err()
+                .contains("unknown record kind 4"),
+            "version 2 logs have no last-used records"
+        );
+        assert!(decode(&[KIND_INSERT, 1, 0], v)
             .unwrap_err()
             .contains("ends too early"));
     }

@@ -53,6 +53,7 @@ fn token(n: u64) -> StoredAccessToken {
             created_at: n as i64,
             expires_at: None,
             description: None,
+            last_used_at: None,
         },
     }
 }

@@ -14,7 +14,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::Row;
 use tokio::task::JoinHandle;
 
-use super::{ListPage, ListQuery, OwnerLimit, TokenStore};
+use super::{ListPage, ListQuery, OwnerLimit, TokenStore, TokenUse};
 use crate::error::{Error, Result};
 use crate::model::{DataHubAccessTokenInfo, StoredAccessToken};
 use crate::urn::Urn;
@@ -223,6 +223,7 @@ struct Statements {
     exists: String,
     delete: String,
     delete_expired: String,
+    record_last_used: String,
 }
 
 impl Statements {
@@ -230,7 +231,7 @@ impl Statements {
         let columns = sql::COLUMNS;
         Statements {
             insert: format!(
-                "INSERT INTO {table} ({columns}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                "INSERT INTO {table} ({columns}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                  ON CONFLICT (id) DO NOTHING"
             ),
             // Serializes the limited inserts of one owner (of this table)
@@ -245,6 +246,13 @@ impl Statements {
             exists: format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1)"),
             delete: format!("DELETE FROM {table} WHERE id = $1"),
             delete_expired: format!("DELETE FROM {table} WHERE expires_at < $1 RETURNING id"),
+            // Forward only; one row write per token however often it appears.
+            record_last_used: format!(
+                "UPDATE {table} AS t SET last_used_at = u.at \
+                 FROM (SELECT id, max(at) AS at FROM unnest($1::text[], $2::bigint[]) AS u(id, at) \
+                       GROUP BY id) AS u \
+                 WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at < u.at)"
+            ),
         }
     }
 }
@@ -449,6 +457,7 @@ fn decode(row: &PgRow) -> Result<StoredAccessToken, Box<dyn std::error::Error + 
             created_at: row.try_get("created_at")?,
             expires_at: row.try_get("expires_at")?,
             description: row.try_get("description")?,
+            last_used_at: row.try_get("last_used_at")?,
         },
         id,
     })
@@ -475,7 +484,8 @@ impl TokenStore for PostgresTokenStore {
             .bind(info.owner_urn.as_str())
             .bind(info.created_at)
             .bind(info.expires_at)
-            .bind(info.description.as_deref());
+            .bind(info.description.as_deref())
+            .bind(info.last_used_at);
         let Some(limit) = limit else {
             let inserted = self
                 .timed("PostgreSQL: inserting a token", insert.execute(&self.inner.pool))
@@ -559,6 +569,7 @@ impl TokenStore for PostgresTokenStore {
                     .bind(info.created_at)
                     .bind(info.expires_at)
                     .bind(info.description.as_deref())
+                    .bind(info.last_used_at)
                     .execute(&mut *tx)
                     .await?;
                 if inserted.rows_affected() == 0 {
@@ -675,5 +686,25 @@ impl TokenStore for PostgresTokenStore {
             Err(_) => cache.clear(),
         }
         deleted
+    }
+
+    async fn record_last_used(&self, uses: &[TokenUse]) -> Result<()> {
+        let (ids, times): (Vec<&str>, Vec<i64>) = uses
+            .iter()
+            .filter(|used| storable(&used.id))
+            .map(|used| (used.id.as_str(), used.at_ms))
+            .unzip();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.timed(
+            "PostgreSQL: recording when tokens were last used",
+            sqlx::query(&self.inner.statements.record_last_used)
+                .bind(ids)
+                .bind(times)
+                .execute(&self.inner.pool),
+        )
+        .await?;
+        Ok(())
     }
 }

@@ -104,10 +104,15 @@ const MIGRATIONS: &[Migration] = &[
         description: "NOTIFY listeners of every removed token id",
         sql: create_notify_trigger,
     },
+    Migration {
+        version: 3,
+        description: "lastUsedAt column and index; updates notify only when they change ids",
+        sql: add_last_used,
+    },
 ];
 
 /// The version of the table layout this library creates and expects.
-pub const LATEST_VERSION: i32 = 2;
+pub const LATEST_VERSION: i32 = 3;
 
 fn create_table(n: &Names) -> String {
     let t = &n.qualified;
@@ -190,6 +195,36 @@ fn create_notify_trigger(n: &Names) -> String {
         delete_trigger = n.index("notify_delete"),
         update_trigger = n.index("notify_update"),
         truncate_trigger = n.index("notify_truncate"),
+    )
+}
+
+/// `last_used_at` is written often (once a minute per token in use), so
+/// updates no longer tell listeners to drop the updated ids: only an update
+/// that changes ids (never done by this store; an operator's `UPDATE ... SET
+/// id`) does, and then every listener forgets everything.
+fn add_last_used(n: &Names) -> String {
+    let t = &n.qualified;
+    let function = n.companion("notify_id_changed");
+    let channel = &n.channel;
+    format!(
+        r#"
+        ALTER TABLE {t} ADD COLUMN last_used_at BIGINT;
+        CREATE INDEX {last_used} ON {t} (last_used_at);
+        CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN
+            IF EXISTS (SELECT id FROM old_rows EXCEPT SELECT id FROM new_rows) THEN
+                PERFORM pg_notify('{channel}', '*');
+            END IF;
+            RETURN NULL;
+        END
+        $fn$;
+        DROP TRIGGER {update_trigger} ON {t};
+        CREATE TRIGGER {update_trigger} AFTER UPDATE ON {t}
+            REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+        "#,
+        last_used = n.index("last_used_idx"),
+        update_trigger = n.index("notify_update"),
     )
 }
 

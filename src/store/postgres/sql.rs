@@ -8,7 +8,8 @@ use sqlx::QueryBuilder;
 use crate::store::{Condition, Filter, FilterValues, ListQuery, TokenField};
 
 /// The stored columns, in the order rows are decoded.
-pub(super) const COLUMNS: &str = "id, name, actor_urn, owner_urn, created_at, expires_at, description";
+pub(super) const COLUMNS: &str =
+    "id, name, actor_urn, owner_urn, created_at, expires_at, description, last_used_at";
 
 /// DataHub's listing order; every index ends in it.
 pub(super) const ORDER: &str = "expires_at DESC NULLS LAST, created_at DESC, id";
@@ -21,6 +22,7 @@ fn column(field: TokenField) -> &'static str {
         TokenField::CreatedAt => "created_at",
         TokenField::ExpiresAt => "expires_at",
         TokenField::Description => "description",
+        TokenField::LastUsedAt => "last_used_at",
     }
 }
 
@@ -145,6 +147,7 @@ mod tests {
                 filter(TokenField::Name, Condition::Contain, &["x", "y"], true),
                 filter(TokenField::ExpiresAt, Condition::LessThan, &["5", "7"], false),
                 filter(TokenField::Description, Condition::Exists, &[], true),
+                filter(TokenField::LastUsedAt, Condition::LessThan, &["9"], false),
             ],
             start: 0,
             count: 20,
@@ -155,8 +158,9 @@ mod tests {
         assert!(sql.contains("((EXISTS (SELECT 1 FROM unnest($2::text[]) AS value(v) WHERE strpos(name, v) > 0)) IS NOT TRUE)"), "{sql}");
         assert!(sql.contains("(expires_at < ANY($3))"), "{sql}");
         assert!(sql.contains("((description IS NOT NULL) IS NOT TRUE)"), "{sql}");
+        assert!(sql.contains("(last_used_at < $4)"), "{sql}");
         assert!(
-            sql.contains("LIMIT $7 OFFSET $8"),
+            sql.contains("LIMIT $9 OFFSET $10"),
             "the filters are bound twice: {sql}"
         );
     }
