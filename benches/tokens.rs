@@ -4,7 +4,9 @@
 //! * `validate/*`: `validate_access_token` against the crypto floor (raw `ring`
 //!   HMAC-SHA256 verify of the signing input plus the SHA-256 id, no parsing)
 //!   and the peer (`jsonwebtoken` decoding the same token, then the same id and
-//!   store lookup), on a 100,000-token memory store.
+//!   store lookup), on a 100,000-token memory store: tokens seen before
+//!   (`datahub`, the memo of verified tokens at work) and seen for the first
+//!   time (`datahub_first_sight`), with last-used recording on and off.
 //! * `create/*`: `create_access_token` against raw `ring` sign plus id.
 //! * `list/*`: one owner's first page of 20, through the service and from the
 //!   store directly, at 100,000 and 1,000,000 tokens.
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use criterion::{BenchmarkId, Criterion};
+use criterion::{BatchSize, BenchmarkId, Criterion};
 use datahub_access_tokens::store::ListQuery;
 use datahub_access_tokens::{
     AccessTokenClaims, AccessTokenDuration, AccessTokenType, CreateAccessTokenInput, DataHubAccessTokenInfo,
@@ -229,6 +231,45 @@ fn bench_validate(c: &mut Criterion, scale: &Scale) {
             })
         });
     }
+    // Last-used recording's cost on the hot path: the same service with it
+    // off, against `datahub_rebuilt` (on, as by default). Every token here is
+    // used again well within the interval, so what is measured is the
+    // steady state: the throttle check.
+    let quiet = OnceCell::new();
+    group.bench_function("datahub_last_used_off", |b| {
+        let ValidateFixture { store, tokens, .. } = fixture();
+        let service = quiet.get_or_init(|| {
+            let config = config().with_last_used_interval_ms(None).expect("bench config");
+            DataHubTokenService::new(config, store.clone(), Policies::datahub_defaults())
+        });
+        let mut i = 0;
+        b.to_async(&rt).iter(|| {
+            i = (i + 1) % tokens.len();
+            let token = &tokens[i];
+            async move { service.validate_access_token(token).await.expect("valid") }
+        })
+    });
+    // A token the service has not validated before: the memo of verified
+    // tokens cannot help, so the HMAC, base64 and claims parsing are all
+    // paid. Each iteration gets a fresh service over the same store (built
+    // untimed; last-used off, so no writer task is timed either).
+    group.bench_function("datahub_first_sight", |b| {
+        let ValidateFixture { store, tokens, .. } = fixture();
+        let mut i = 0;
+        b.to_async(&rt).iter_batched(
+            || {
+                i = (i + 1) % tokens.len();
+                let config = config().with_last_used_interval_ms(None).expect("bench config");
+                let service = DataHubTokenService::new(config, store.clone(), Policies::datahub_defaults());
+                (service, tokens[i].as_str())
+            },
+            |(service, token)| async move {
+                let validated = service.validate_access_token(token).await.expect("valid");
+                (service, validated)
+            },
+            BatchSize::SmallInput,
+        )
+    });
     group.bench_function("peer", |b| {
         let ValidateFixture {
             service,
@@ -478,6 +519,24 @@ fn print_ratios(dir: &Path, since: SystemTime) {
         "validate/datahub",
         "validate/floor",
         "<= 1.6x",
+    );
+    ratio(
+        "validate: first sight (no memo) / floor",
+        "validate/datahub_first_sight",
+        "validate/floor",
+        "<= 1.6x",
+    );
+    ratio(
+        "validate: last-used on / off (rebuilt alike)",
+        "validate/datahub_rebuilt",
+        "validate/datahub_last_used_off",
+        "~1.0x",
+    );
+    ratio(
+        "validate: peer / first sight",
+        "validate/peer",
+        "validate/datahub_first_sight",
+        ">= 3x",
     );
     ratio(
         "validate: with 2 previous keys / without (rebuilt alike)",

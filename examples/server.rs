@@ -226,6 +226,7 @@ pub async fn start(options: Options) -> Result<Server, Box<dyn Error>> {
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let purger = tokio::spawn(purge_expired_forever(service.clone()));
+    let serving = service.clone();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async {
@@ -234,6 +235,10 @@ pub async fn start(options: Options) -> Result<Server, Box<dyn Error>> {
             .await
             .map_err(|e| format!("server failed: {e}"));
         purger.abort();
+        // The last uses noted before the stop, then the store.
+        if let Err(error) = serving.flush_last_used().await {
+            tracing::warn!(%error, "recording when tokens were last used failed at shutdown");
+        }
         let closed = storage.close().await;
         served.and(closed)
     });

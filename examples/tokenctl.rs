@@ -97,7 +97,8 @@ enum Command {
         #[arg(long, value_name = "ENUM", value_parser = parse_duration)]
         duration: Option<AccessTokenDuration>,
     },
-    /// Check a token: signature, expiry, not revoked; prints its claims.
+    /// Check a token: signature, expiry, not revoked; prints its claims. Not
+    /// recorded as a use of the token (lastUsedAt).
     Validate {
         /// The token, or `-` to read it from standard input.
         token: String,
@@ -262,6 +263,8 @@ async fn execute(
             } else {
                 token
             };
+            // An operator's check is not a use: it must not make a stale token look used.
+            let config = config.with_last_used_interval_ms(None)?;
             let validated = service(config, store, &operator)
                 .validate_access_token(&token)
                 .await?;

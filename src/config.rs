@@ -30,6 +30,12 @@ pub const ENV_MAX_TOKENS_PER_OWNER: &str = "ACCESS_TOKEN_MAX_PER_OWNER";
 /// The default maximum of live tokens per owner.
 pub const DEFAULT_MAX_TOKENS_PER_OWNER: usize = 100;
 
+/// Environment variable with the least time between two recorded uses of
+/// one token, in ms (a positive number, or `off` to record none).
+pub const ENV_LAST_USED_INTERVAL_MS: &str = "ACCESS_TOKEN_LAST_USED_INTERVAL_MS";
+/// The default least time between two recorded uses of one token: a minute.
+pub const DEFAULT_LAST_USED_INTERVAL_MS: i64 = 60_000;
+
 /// DataHub's default issuer.
 pub const DEFAULT_ISSUER: &str = "datahub-metadata-service";
 /// DataHub's default session token lifetime: one day.
@@ -72,6 +78,7 @@ pub struct TokenServiceConfig {
     pub(crate) durations: DurationPolicy,
     pub(crate) session_duration_ms: i64,
     pub(crate) max_tokens_per_owner: Option<usize>,
+    pub(crate) last_used_interval_ms: Option<i64>,
 }
 
 impl TokenServiceConfig {
@@ -93,6 +100,7 @@ impl TokenServiceConfig {
             durations: DurationPolicy::default(),
             session_duration_ms: DEFAULT_SESSION_DURATION_MS,
             max_tokens_per_owner: Some(DEFAULT_MAX_TOKENS_PER_OWNER),
+            last_used_interval_ms: Some(DEFAULT_LAST_USED_INTERVAL_MS),
         })
     }
 
@@ -112,7 +120,8 @@ impl TokenServiceConfig {
     /// Reads DataHub's environment variables ([`ENV_SIGNING_KEY`],
     /// [`ENV_SALT`], [`ENV_ISSUER`], [`ENV_ALLOW_NO_EXPIRY`],
     /// [`ENV_ALLOWED_DURATIONS`], [`ENV_SESSION_DURATION_MS`]) and ours
-    /// ([`ENV_PREVIOUS_SIGNING_KEYS`], [`ENV_MAX_TOKENS_PER_OWNER`]). Key and salt are required: unlike
+    /// ([`ENV_PREVIOUS_SIGNING_KEYS`], [`ENV_MAX_TOKENS_PER_OWNER`],
+    /// [`ENV_LAST_USED_INTERVAL_MS`]). Key and salt are required: unlike
     /// DataHub there is no silent public default.
     pub fn from_env() -> Result<Self> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -143,6 +152,20 @@ impl TokenServiceConfig {
             config = config
                 .with_max_tokens_per_owner(max)
                 .map_err(|e| Error::Config(format!("{ENV_MAX_TOKENS_PER_OWNER}: {e}")))?;
+        }
+        if let Some(interval) = lookup(ENV_LAST_USED_INTERVAL_MS) {
+            let interval = match interval.trim() {
+                v if v.eq_ignore_ascii_case("off") => None,
+                v => Some(v.parse().map_err(|_| {
+                    Error::Config(format!(
+                        "{ENV_LAST_USED_INTERVAL_MS} must be a positive number of milliseconds or off \
+                         (got {interval:?})"
+                    ))
+                })?),
+            };
+            config = config
+                .with_last_used_interval_ms(interval)
+                .map_err(|e| Error::Config(format!("{ENV_LAST_USED_INTERVAL_MS}: {e}")))?;
         }
         if let Some(issuer) = lookup(ENV_ISSUER) {
             config = config.with_issuer(issuer)?;
@@ -226,6 +249,27 @@ impl TokenServiceConfig {
     /// The most live tokens one owner may hold; `None` if unlimited.
     pub fn max_tokens_per_owner(&self) -> Option<usize> {
         self.max_tokens_per_owner
+    }
+
+    /// Records when tokens are used (`lastUsedAt`), at most once per token
+    /// per `interval_ms` (per service instance); `None` records nothing.
+    /// The default is [`DEFAULT_LAST_USED_INTERVAL_MS`]. Zero or less is
+    /// refused (use `None` to turn recording off).
+    pub fn with_last_used_interval_ms(mut self, interval_ms: Option<i64>) -> Result<Self> {
+        if interval_ms.is_some_and(|ms| ms <= 0) {
+            return Err(Error::Config(format!(
+                "the last-used interval must be positive (got {} ms; use None to turn recording off)",
+                interval_ms.unwrap_or_default()
+            )));
+        }
+        self.last_used_interval_ms = interval_ms;
+        Ok(self)
+    }
+
+    /// The least time between two recorded uses of one token; `None` if
+    /// uses are not recorded.
+    pub fn last_used_interval_ms(&self) -> Option<i64> {
+        self.last_used_interval_ms
     }
 
     /// How many previous signing keys still verify tokens.

@@ -71,6 +71,7 @@ mod error;
 #[cfg(feature = "graphql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "graphql")))]
 pub mod graphql;
+mod last_used;
 mod model;
 mod policy;
 mod service;
@@ -84,9 +85,10 @@ pub use codec::{AccessTokenClaims, TokenCodec, MAX_TOKEN_BYTES, VERSION_STATEFUL
 #[cfg(feature = "fs")]
 pub use config::SECRETS_FILE_NAME;
 pub use config::{
-    TokenServiceConfig, DEFAULT_ISSUER, DEFAULT_MAX_TOKENS_PER_OWNER, DEFAULT_SESSION_DURATION_MS,
-    ENV_ALLOWED_DURATIONS, ENV_ALLOW_NO_EXPIRY, ENV_ISSUER, ENV_MAX_TOKENS_PER_OWNER,
-    ENV_PREVIOUS_SIGNING_KEYS, ENV_SALT, ENV_SESSION_DURATION_MS, ENV_SIGNING_KEY, MIN_SIGNING_KEY_BYTES,
+    TokenServiceConfig, DEFAULT_ISSUER, DEFAULT_LAST_USED_INTERVAL_MS, DEFAULT_MAX_TOKENS_PER_OWNER,
+    DEFAULT_SESSION_DURATION_MS, ENV_ALLOWED_DURATIONS, ENV_ALLOW_NO_EXPIRY, ENV_ISSUER,
+    ENV_LAST_USED_INTERVAL_MS, ENV_MAX_TOKENS_PER_OWNER, ENV_PREVIOUS_SIGNING_KEYS, ENV_SALT,
+    ENV_SESSION_DURATION_MS, ENV_SIGNING_KEY, MIN_SIGNING_KEY_BYTES,
 };
 pub use duration::{AccessTokenDuration, DurationPolicy, IsoDuration, DEFAULT_ALLOWED_DURATIONS};
 pub use error::{BoxError, Error, Result, UNAUTHORIZED_MESSAGE};

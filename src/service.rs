@@ -16,6 +16,7 @@ use crate::codec::{
 use crate::config::TokenServiceConfig;
 use crate::duration::{AccessTokenDuration, DurationPolicy};
 use crate::error::{Error, Result};
+use crate::last_used::{LastUsedRecorder, Noted};
 use crate::model::{
     AccessToken, AccessTokenMetadata, AccessTokenType, CreateAccessTokenInput, DataHubAccessTokenInfo,
     ListAccessTokenInput, ListAccessTokenResult, StoredAccessToken,
@@ -96,7 +97,8 @@ pub trait TokenService: Debug + Send + Sync + 'static {
 
     /// Checks a presented token: format, signature, expiry and, for stored
     /// tokens, that it has not been revoked. An expired stored token is
-    /// deleted.
+    /// deleted. A stored token that passes has its use recorded
+    /// (`lastUsedAt`), throttled and written off the caller's path.
     async fn validate_access_token(&self, token: &str) -> Result<ValidatedAccessToken>;
 
     /// Mints a stateless `SESSION` token (version 1) for `actor`: not
@@ -105,6 +107,13 @@ pub trait TokenService: Debug + Send + Sync + 'static {
 
     /// Deletes every stored token that has expired; returns their ids.
     async fn purge_expired(&self) -> Result<Vec<String>>;
+
+    /// Writes to the store now what the service has deferred (the uses of
+    /// tokens, for `lastUsedAt`), after any write already under way. Call
+    /// before shutting down, or before reading `lastUsedAt` in a test.
+    async fn flush_last_used(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The [`TokenService`]: DataHub's `StatefulTokenService` and its GraphQL
@@ -120,18 +129,23 @@ pub struct DataHubTokenService {
     clock: Arc<dyn Clock>,
     audit: Arc<dyn AuditSink>,
     verified: Arc<VerifiedTokens>,
+    last_used: Option<Arc<LastUsedRecorder>>,
 }
 
 impl DataHubTokenService {
     /// A service with these settings, store and privilege checks, on the
     /// system clock.
     pub fn new(config: TokenServiceConfig, store: impl TokenStore, policies: impl PolicyEngine) -> Self {
+        let store: Arc<dyn TokenStore> = Arc::new(store);
         DataHubTokenService {
             codec: TokenCodec::new(&config),
             durations: config.durations,
             session_duration_ms: config.session_duration_ms,
             max_tokens_per_owner: config.max_tokens_per_owner,
-            store: Arc::new(store),
+            last_used: config
+                .last_used_interval_ms
+                .map(|interval| Arc::new(LastUsedRecorder::new(interval, store.clone()))),
+            store,
             policies: Arc::new(policies),
             clock: Arc::new(SystemClock),
             audit: Arc::new(TracingAuditSink),
@@ -473,7 +487,8 @@ impl TokenService for DataHubTokenService {
                 Err(error) => return Err(self.reject(error, None)),
             },
         };
-        let expired = claims.is_expired_at(self.clock.now_ms());
+        let now = self.clock.now_ms();
+        let expired = claims.is_expired_at(now);
         if !claims.is_stateful() {
             if expired {
                 return Err(self.reject(Error::Expired, None));
@@ -503,6 +518,15 @@ impl TokenService for DataHubTokenService {
             }
             Err(error) => return Err(self.reject(error, Some(&token_id))),
         }
+        if let Some(recorder) = &self.last_used {
+            if recorder.note(&token_id, now) == Noted::FlushNow {
+                // No runtime to defer to: record it here. Bookkeeping only,
+                // so a failure does not fail the validation.
+                if let Err(error) = recorder.flush().await {
+                    tracing::warn!(%error, "recording when a token was last used failed");
+                }
+            }
+        }
         Ok(ValidatedAccessToken {
             actor,
             claims,
@@ -520,6 +544,13 @@ impl TokenService for DataHubTokenService {
             Some(expires_at),
         );
         Ok(AccessToken::new(self.codec.sign(&claims), None))
+    }
+
+    async fn flush_last_used(&self) -> Result<()> {
+        match &self.last_used {
+            Some(recorder) => recorder.flush().await,
+            None => Ok(()),
+        }
     }
 
     async fn purge_expired(&self) -> Result<Vec<String>> {

@@ -68,7 +68,8 @@ fn the_schema_is_datahubs_auth_graphql() {
         "input ListAccessTokenInput { start: Int count: Int filters: [FacetFilterInput!] }",
         "type ListAccessTokenResult { start: Int! count: Int! total: Int! tokens: [AccessTokenMetadata!]! }",
         "type AccessTokenMetadata { urn: String! type: EntityType! id: String! name: String! \
-         description: String actorUrn: String! ownerUrn: String! createdAt: Long! expiresAt: Long }",
+         description: String actorUrn: String! ownerUrn: String! createdAt: Long! expiresAt: Long \
+         lastUsedAt: Long }",
         "input FacetFilterInput { field: String! value: String values: [String!] negated: Boolean \
          condition: FilterOperator }",
         "enum AccessTokenDuration { ONE_HOUR ONE_DAY ONE_WEEK ONE_MONTH THREE_MONTHS SIX_MONTHS ONE_YEAR NO_EXPIRY }",

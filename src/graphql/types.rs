@@ -253,6 +253,9 @@ pub(crate) struct AccessTokenMetadata {
     created_at: Long,
     /// Expiry time, ms since the epoch; null = never expires.
     expires_at: Option<Long>,
+    /// Last successful validation, ms since the epoch; null = never used.
+    /// Not in DataHub's schema: an addition of this crate.
+    last_used_at: Option<Long>,
 }
 
 impl From<model::AccessTokenMetadata> for AccessTokenMetadata {
@@ -267,6 +270,7 @@ impl From<model::AccessTokenMetadata> for AccessTokenMetadata {
             owner_urn: m.owner_urn.to_string(),
             created_at: Long(m.created_at),
             expires_at: m.expires_at.map(Long),
+            last_used_at: m.last_used_at.map(Long),
         }
     }
 }

@@ -1,0 +1,231 @@
+//! Last-used tracking kept off the validation hot path.
+//!
+//! A successful validation only notes the use in memory, and only if this
+//! token's previous recorded use is at least the interval old (the
+//! throttle). A background task then writes the noted uses to the store in
+//! one [`TokenStore::record_last_used`] call per batch: whatever was noted
+//! while the previous batch was being written goes into the next one.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rustc_hash::FxHashMap;
+
+use crate::error::Result;
+use crate::store::{TokenStore, TokenUse};
+
+/// Throttles, batches and writes the uses of tokens.
+pub(crate) struct LastUsedRecorder {
+    interval_ms: i64,
+    store: Arc<dyn TokenStore>,
+    state: Mutex<State>,
+    /// Held while a batch is written, so [`flush`](Self::flush) also waits
+    /// for a write already under way.
+    writing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    /// When each token's latest noted use happened. Entries older than the
+    /// interval no longer throttle anything and are pruned as the map grows,
+    /// so it holds about the tokens used within one interval.
+    // FxHash: the ids are of tokens that just passed signature and store
+    // checks, made by the service, so they cannot be chosen to collide.
+    noted: FxHashMap<String, i64>,
+    prune_at: usize,
+    /// Uses noted and not yet handed to the store.
+    pending: Vec<TokenUse>,
+    /// Whether a writer task is scheduled or running.
+    scheduled: bool,
+}
+
+/// Smallest size of the throttle map before it is pruned.
+const PRUNE_FLOOR: usize = 1024;
+
+/// What the caller of [`LastUsedRecorder::note`] must do.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Noted {
+    /// Nothing: throttled, or a writer task will write it.
+    Done,
+    /// Write it now with [`LastUsedRecorder::flush`]: there is no Tokio
+    /// runtime to run a writer task on.
+    FlushNow,
+}
+
+impl LastUsedRecorder {
+    pub(crate) fn new(interval_ms: i64, store: Arc<dyn TokenStore>) -> Self {
+        LastUsedRecorder {
+            interval_ms,
+            store,
+            state: Mutex::default(),
+            writing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes that the token `id` validated at `now_ms`: a map lookup when
+    /// throttled, and otherwise a push (and at most one task spawn).
+    pub(crate) fn note(self: &Arc<Self>, id: &str, now_ms: i64) -> Noted {
+        let mut state = self.state();
+        if let Some(&last) = state.noted.get(id) {
+            if now_ms.saturating_sub(last) < self.interval_ms {
+                return Noted::Done;
+            }
+        }
+        if state.noted.len() >= state.prune_at {
+            let interval_ms = self.interval_ms;
+            state
+                .noted
+                .retain(|_, last| now_ms.saturating_sub(*last) < interval_ms);
+            state.prune_at = (state.noted.len() * 2).max(PRUNE_FLOOR);
+        }
+        state.noted.insert(id.to_owned(), now_ms);
+        state.pending.push(TokenUse {
+            id: id.to_owned(),
+            at_ms: now_ms,
+        });
+        if state.scheduled {
+            return Noted::Done;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Noted::FlushNow;
+        };
+        state.scheduled = true;
+        drop(state);
+        let recorder = self.clone();
+        runtime.spawn(async move { recorder.write_until_idle().await });
+        Noted::Done
+    }
+
+    /// The writer task: writes batches until nothing is pending.
+    async fn write_until_idle(&self) {
+        loop {
+            let writing = self.writing.lock().await;
+            let batch = {
+                let mut state = self.state();
+                if state.pending.is_empty() {
+                    state.scheduled = false;
+                    return;
+                }
+                std::mem::take(&mut state.pending)
+            };
+            if let Err(error) = self.write(batch).await {
+                tracing::warn!(%error, "recording when tokens were last used failed; retried at their next use");
+            }
+            drop(writing);
+        }
+    }
+
+    /// Writes every noted use now, after any write under way.
+    pub(crate) async fn flush(&self) -> Result<()> {
+        let _writing = self.writing.lock().await;
+        let batch = std::mem::take(&mut self.state().pending);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.write(batch).await
+    }
+
+    async fn write(&self, batch: Vec<TokenUse>) -> Result<()> {
+        let written = self.store.record_last_used(&batch).await;
+        if written.is_err() {
+            // Not throttled any more: the next use of each is noted again.
+            let mut state = self.state();
+            for used in &batch {
+                if state.noted.get(&used.id) == Some(&used.at_ms) {
+                    state.noted.remove(&used.id);
+                }
+            }
+        }
+        written
+    }
+}
+
+// By hand: the store has its own Debug, the map only needs its size.
+impl fmt::Debug for LastUsedRecorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state();
+        f.debug_struct("LastUsedRecorder")
+            .field("interval_ms", &self.interval_ms)
+            .field("throttled", &state.noted.len())
+            .field("pending", &state.pending.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DataHubAccessTokenInfo, StoredAccessToken};
+    use crate::store::MemoryTokenStore;
+    use crate::urn::Urn;
+
+    fn sample(n: u64) -> StoredAccessToken {
+        let alice = Urn::corp_user("alice").unwrap();
+        StoredAccessToken {
+            id: format!("id{n}"),
+            info: DataHubAccessTokenInfo {
+                name: format!("token {n}"),
+                actor_urn: alice.clone(),
+                owner_urn: alice,
+                created_at: 0,
+                expires_at: None,
+                description: None,
+                last_used_at: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn throttles_per_token_and_batches() {
+        let store = MemoryTokenStore::new();
+        for n in 0..3 {
+            store.insert(sample(n)).await.unwrap();
+        }
+        let recorder = Arc::new(LastUsedRecorder::new(1_000, Arc::new(store.clone())));
+        let id = |n| sample(n).id;
+        assert_eq!(recorder.note(&id(0), 10_000), Noted::Done);
+        assert_eq!(recorder.note(&id(0), 10_999), Noted::Done);
+        assert_eq!(recorder.note(&id(1), 10_500), Noted::Done);
+        recorder.flush().await.unwrap();
+        let last_used = |n| {
+            let store = store.clone();
+            async move { store.get(&id(n)).await.unwrap().unwrap().info.last_used_at }
+        };
+        assert_eq!(last_used(0).await, Some(10_000), "the second use was throttled");
+        assert_eq!(last_used(1).await, Some(10_500));
+        assert_eq!(last_used(2).await, None);
+        recorder.note(&id(0), 11_000);
+        recorder.flush().await.unwrap();
+        assert_eq!(
+            last_used(0).await,
+            Some(11_000),
+            "a use an interval later is recorded"
+        );
+    }
+
+    #[test]
+    fn without_a_runtime_the_caller_writes() {
+        let recorder = Arc::new(LastUsedRecorder::new(1_000, Arc::new(MemoryTokenStore::new())));
+        assert_eq!(recorder.note("x", 5), Noted::FlushNow);
+        assert_eq!(recorder.note("x", 6), Noted::Done, "throttled");
+    }
+
+    #[test]
+    fn the_throttle_map_stays_bounded() {
+        let recorder = Arc::new(LastUsedRecorder::new(10, Arc::new(MemoryTokenStore::new())));
+        for n in 0..100_000i64 {
+            recorder.note(&format!("id{n}"), n);
+        }
+        let state = recorder.state();
+        assert!(
+            state.noted.len() < 2 * PRUNE_FLOOR,
+            "{} entries",
+            state.noted.len()
+        );
+        assert_eq!(state.pending.len(), 100_000, "every use is still pending");
+    }
+}
