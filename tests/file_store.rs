@@ -489,10 +489,12 @@ async fn last_used_times_survive_reopen_and_compaction() {
         .record_last_used(&[used(1, 300), used(0, 50)])
         .await
         .unwrap();
+    // A second version of token 0's record in the log: the later one wins.
+    store.record_last_used(&[used(0, 150)]).await.unwrap();
     let expected = |store: FileTokenStore| async move {
         let got = all(&store).await;
         let last_used: Vec<_> = got.iter().map(|t| (t.id.clone(), t.info.last_used_at)).collect();
-        let mut want = vec![(token(0).id, Some(100)), (token(2).id, None)];
+        let mut want = vec![(token(0).id, Some(150)), (token(2).id, None)];
         want.sort();
         assert_eq!(last_used, want);
         store

@@ -89,6 +89,8 @@
 //! [`delete_expired`]: TokenStore::delete_expired
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -99,7 +101,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use tokio::sync::oneshot;
 
-use super::memory::Index;
+use super::memory::{IdKey, Index};
 use super::{ListPage, ListQuery, MemoryTokenStore, OwnerLimit, TokenStore, TokenUse};
 use crate::error::{Error, Result};
 use crate::model::StoredAccessToken;
@@ -632,59 +634,64 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Index, Replayed), FileStoreError
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Decoded>(8);
         scope.spawn(move || decode_all(bytes, version, &damaged, sender));
         // Sized for a compacted log (about 140 bytes a token): no rehashing.
-        let mut live: HashMap<String, Arc<StoredAccessToken>> = HashMap::with_capacity(bytes.len() / 140);
-        // Every inserted record in file (and so memory) order; the live ones
+        // The live tokens by id, which becomes the index's id map.
+        let mut live: FxHashMap<IdKey, Arc<StoredAccessToken>> =
+            FxHashMap::with_capacity_and_hasher(bytes.len() / 140, Default::default());
+        // Every record version in file (and so memory) order; the live ones
         // are those the map still shares.
         let mut inserted: Vec<Arc<StoredAccessToken>> = Vec::with_capacity(bytes.len() / 140);
-        // Latest use of each live token seen in last-used records, applied
-        // once the survivors are known.
-        let mut last_used: HashMap<String, i64> = HashMap::new();
         let mut dead = 0u64;
+        let insert = |live: &mut FxHashMap<IdKey, Arc<StoredAccessToken>>,
+                      inserted: &mut Vec<Arc<StoredAccessToken>>,
+                      offset,
+                      token: Arc<StoredAccessToken>| {
+            inserted.push(token.clone());
+            match live.insert(IdKey::new(&token.id), token) {
+                Some(first) => Err(damaged(
+                    offset,
+                    format!("a second insert of token id {}", first.id),
+                )),
+                None => Ok(()),
+            }
+        };
         for decoded in receiver {
             match decoded {
                 Decoded::Records(records) => {
                     for (offset, record) in records {
                         match record {
-                            DecodedRecord::Insert(token) => {
-                                inserted.push(token.clone());
-                                if let Some(first) = live.insert(token.id.clone(), token) {
-                                    let why = format!("a second insert of token id {}", first.id);
-                                    return Err(damaged(offset, why));
-                                }
-                            }
+                            DecodedRecord::Insert(token) => insert(&mut live, &mut inserted, offset, token)?,
                             DecodedRecord::Replace(old, token) => {
-                                if live.remove(&old).is_none() {
+                                if live.remove(&IdKey::new(&old)).is_none() {
                                     let why = format!("a replace of token id {old}, which is not there");
                                     return Err(damaged(offset, why));
                                 }
-                                last_used.remove(&old);
                                 dead += 1;
-                                inserted.push(token.clone());
-                                if let Some(first) = live.insert(token.id.clone(), token) {
-                                    let why = format!("a second insert of token id {}", first.id);
-                                    return Err(damaged(offset, why));
-                                }
+                                insert(&mut live, &mut inserted, offset, token)?;
                             }
                             DecodedRecord::Delete(ids) => {
                                 dead += 1;
                                 for id in &ids {
-                                    if live.remove(id).is_some() {
+                                    if live.remove(&IdKey::new(id)).is_some() {
                                         dead += 1;
                                     }
-                                    last_used.remove(id);
                                 }
                             }
                             DecodedRecord::LastUsed(uses) => {
                                 dead += 1;
                                 for used in uses {
                                     // Written only for present tokens.
-                                    if !live.contains_key(&used.id) {
+                                    let Some(token) = live.get_mut(&IdKey::new(&used.id)) else {
                                         let why =
                                             format!("a last use of token id {}, which is not there", used.id);
                                         return Err(damaged(offset, why));
+                                    };
+                                    if token.info.last_used_at.is_none_or(|last| last < used.at_ms) {
+                                        // A new version; the old one is dropped below with the dead.
+                                        let mut used_token = (**token).clone();
+                                        used_token.info.last_used_at = Some(used.at_ms);
+                                        *token = Arc::new(used_token);
+                                        inserted.push(token.clone());
                                     }
-                                    let latest = last_used.entry(used.id).or_insert(used.at_ms);
-                                    *latest = (*latest).max(used.at_ms);
                                 }
                             }
                         }
@@ -698,17 +705,7 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Index, Replayed), FileStoreError
                         torn_at: torn.then_some(len as u64),
                     };
                     inserted.retain(|token| Arc::strong_count(token) > 1);
-                    drop(live);
-                    if !last_used.is_empty() {
-                        for token in &mut inserted {
-                            if let Some(&at) = last_used.get(&token.id) {
-                                // The map is gone, so this is the only reference.
-                                let info = &mut Arc::make_mut(token).info;
-                                info.last_used_at = info.last_used_at.max(Some(at));
-                            }
-                        }
-                    }
-                    return Ok((Index::from_tokens(inserted), replayed));
+                    return Ok((Index::from_map(live, inserted), replayed));
                 }
                 Decoded::Failed(error) => return Err(error),
             }

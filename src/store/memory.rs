@@ -44,7 +44,7 @@ pub(crate) struct Index {
 /// to a cold heap string. Longer ids are boxed; the two never compare equal
 /// because an id's length alone decides which form it takes.
 #[derive(Clone, PartialEq, Eq, Hash)]
-enum IdKey {
+pub(crate) enum IdKey {
     Inline { len: u8, bytes: [u8; IdKey::INLINE] },
     Boxed(Box<str>),
 }
@@ -52,7 +52,7 @@ enum IdKey {
 impl IdKey {
     const INLINE: usize = 44;
 
-    fn new(id: &str) -> Self {
+    pub(crate) fn new(id: &str) -> Self {
         if id.len() <= Self::INLINE {
             let mut bytes = [0; Self::INLINE];
             bytes[..id.len()].copy_from_slice(id.as_bytes());
@@ -109,14 +109,17 @@ impl fmt::Debug for MemoryTokenStore {
 }
 
 impl Index {
-    /// The index of `tokens` (distinct ids), built in bulk: one sort, then trees
-    /// built from sorted runs without searching them, several times faster
-    /// than inserting a million tokens one by one (the file store's open).
-    /// `tokens` holds the same records, best in memory order, which makes
-    /// the passes over them sequential.
+    /// The index of the records in `by_id`, built in bulk: one sort, then
+    /// trees built from sorted runs without searching them, several times
+    /// faster than inserting a million tokens one by one (the file store's
+    /// open). `tokens` holds the same records, best in memory order, which
+    /// makes the passes over them sequential.
     #[cfg_attr(not(feature = "fs"), allow(dead_code))]
-    pub(crate) fn from_tokens(tokens: Vec<Arc<StoredAccessToken>>) -> Self {
-        let by_id = tokens.iter().map(|t| (IdKey::new(&t.id), t.clone())).collect();
+    pub(crate) fn from_map(
+        by_id: FxHashMap<IdKey, Arc<StoredAccessToken>>,
+        tokens: Vec<Arc<StoredAccessToken>>,
+    ) -> Self {
+        debug_assert_eq!(by_id.len(), tokens.len());
         // Number the owners and actors, so grouping needs no hashing and
         // never touches the records again. The map is temporary and keyed
         // by our own records, so a fast unkeyed hash is safe.

@@ -6,6 +6,7 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::model::{DataHubAccessTokenInfo, FacetFilterInput, ListAccessTokenInput, StoredAccessToken};
@@ -416,7 +417,8 @@ pub struct ListingKey {
     // `Reverse(None)` sorts after every `Reverse(Some(_))`.
     expires_at: Reverse<Option<i64>>,
     created_at: Reverse<i64>,
-    id: String,
+    // Shared: a store's several indexes hold copies of each key.
+    id: Arc<str>,
 }
 
 impl ListingKey {
@@ -425,7 +427,7 @@ impl ListingKey {
         ListingKey {
             expires_at: Reverse(token.info.expires_at),
             created_at: Reverse(token.info.created_at),
-            id: token.id.clone(),
+            id: token.id.as_str().into(),
         }
     }
 
@@ -451,7 +453,7 @@ impl ListingKey {
         ListingKey {
             expires_at: Reverse(expires_at),
             created_at: Reverse(i64::MAX),
-            id: String::new(),
+            id: Arc::default(),
         }
     }
 }
