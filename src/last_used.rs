@@ -95,24 +95,25 @@ impl LastUsedRecorder {
         };
         state.scheduled = true;
         drop(state);
-        let recorder = self.clone();
-        runtime.spawn(async move { recorder.write_until_idle().await });
+        runtime.spawn(Self::write_until_idle(Writer(Some(self.clone()))));
         Noted::Done
     }
 
     /// The writer task: writes batches until nothing is pending.
-    async fn write_until_idle(&self) {
+    async fn write_until_idle(mut writer: Writer) {
+        let recorder = writer.0.clone().expect("a writer starts armed");
         loop {
-            let writing = self.writing.lock().await;
+            let writing = recorder.writing.lock().await;
             let batch = {
-                let mut state = self.state();
+                let mut state = recorder.state();
                 if state.pending.is_empty() {
                     state.scheduled = false;
+                    writer.0 = None;
                     return;
                 }
                 std::mem::take(&mut state.pending)
             };
-            if let Err(error) = self.write(batch).await {
+            if let Err(error) = recorder.write(batch).await {
                 tracing::warn!(%error, "recording when tokens were last used failed; retried at their next use");
             }
             drop(writing);
@@ -141,6 +142,19 @@ impl LastUsedRecorder {
             }
         }
         written
+    }
+}
+
+/// The scheduled writer task's claim. Should the runtime drop the task
+/// before it finishes (shutting down, even before its first poll), dropping
+/// this lets the next use schedule another writer.
+struct Writer(Option<Arc<LastUsedRecorder>>);
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(recorder) = self.0.take() {
+            recorder.state().scheduled = false;
+        }
     }
 }
 
@@ -205,6 +219,38 @@ mod tests {
             Some(11_000),
             "a use an interval later is recorded"
         );
+    }
+
+    #[test]
+    fn a_writer_dropped_with_its_runtime_does_not_block_later_writes() {
+        let store = MemoryTokenStore::new();
+        let recorder = Arc::new(LastUsedRecorder::new(1_000, Arc::new(store.clone())));
+        let first = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        first.block_on(async {
+            store.insert(sample(0)).await.unwrap();
+            // The writer is spawned but never runs: the runtime goes first.
+            assert_eq!(recorder.note(&sample(0).id, 1), Noted::Done);
+        });
+        drop(first);
+        assert!(
+            !recorder.state().scheduled,
+            "the dropped writer unscheduled itself"
+        );
+        let second = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        second.block_on(async {
+            recorder.note(&sample(0).id, 5_000);
+            let started = std::time::Instant::now();
+            while store.get(&sample(0).id).await.unwrap().unwrap().info.last_used_at != Some(5_000) {
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(5),
+                    "never written"
+                );
+                tokio::task::yield_now().await;
+            }
+        });
     }
 
     #[test]

@@ -25,13 +25,14 @@ const OWNERS: [&str; 3] = [
 ];
 const NAMES: [&str; 4] = ["ci", "ci token", "nightly", "Nightly ingest"];
 const DESCRIPTIONS: [&str; 3] = ["", "for ci", "ingest nightly"];
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 7] = [
     "name",
     "actorUrn",
     "ownerUrn",
     "createdAt",
     "expiresAt",
     "description",
+    "lastUsedAt",
 ];
 const CONDITIONS: [&str; 10] = [
     "EQUAL",
@@ -79,9 +80,10 @@ fn token_strategy() -> impl Strategy<Value = DataHubAccessTokenInfo> {
         0i64..8,
         proptest::option::of(0i64..12),
         proptest::option::of(0..DESCRIPTIONS.len()),
+        proptest::option::of(0i64..12),
     )
-        .prop_map(
-            |(owner, actor, name, created, expires, description)| DataHubAccessTokenInfo {
+        .prop_map(|(owner, actor, name, created, expires, description, last_used)| {
+            DataHubAccessTokenInfo {
                 name: NAMES[name].into(),
                 actor_urn: user(OWNERS[actor]),
                 owner_urn: user(OWNERS[owner]),
@@ -89,9 +91,9 @@ fn token_strategy() -> impl Strategy<Value = DataHubAccessTokenInfo> {
                 // Expiry may even precede creation: stores must not care.
                 expires_at: expires.map(|e| e * 1000),
                 description: description.map(|d| DESCRIPTIONS[d].to_owned()),
-                last_used_at: None,
-            },
-        )
+                last_used_at: last_used.map(|u| u * 1000),
+            }
+        })
 }
 
 /// Mostly filters that fit their field (so listings really get filtered),
@@ -101,7 +103,7 @@ fn filter_strategy() -> impl Strategy<Value = FacetFilterInput> {
     field
         .prop_flat_map(|field| {
             let name = FIELDS.get(field).copied().unwrap_or("colour");
-            let is_time = matches!(name, "createdAt" | "expiresAt");
+            let is_time = matches!(name, "createdAt" | "expiresAt" | "lastUsedAt");
             let suitable: Vec<&str> = if is_time {
                 vec![
                     "EQUAL",
@@ -173,6 +175,7 @@ fn field_value<'a>(info: &'a DataHubAccessTokenInfo, field: &str) -> Option<Fiel
         "description" => info.description.as_deref().map(FieldValue::Text),
         "createdAt" => Some(FieldValue::Time(info.created_at)),
         "expiresAt" => info.expires_at.map(FieldValue::Time),
+        "lastUsedAt" => info.last_used_at.map(FieldValue::Time),
         _ => unreachable!("validity is checked first"),
     }
 }
@@ -180,7 +183,7 @@ fn field_value<'a>(info: &'a DataHubAccessTokenInfo, field: &str) -> Option<Fiel
 /// Whether the filter is acceptable, per the spec and the crate's
 /// documented checks; `None` means it must be refused.
 fn model_operands(f: &FacetFilterInput) -> Option<Vec<String>> {
-    let is_time = matches!(f.field.as_str(), "createdAt" | "expiresAt");
+    let is_time = matches!(f.field.as_str(), "createdAt" | "expiresAt" | "lastUsedAt");
     if !FIELDS.contains(&f.field.as_str()) {
         return None;
     }
