@@ -33,6 +33,9 @@ const TESTS: &[Test] = &[
     ("migrations_are_idempotent_and_versioned", |url| {
         Box::pin(store::migrations_are_idempotent_and_versioned(url))
     }),
+    ("a_version_2_table_is_upgraded_in_place", |url| {
+        Box::pin(store::a_version_2_table_is_upgraded_in_place(url))
+    }),
     ("listings_run_on_indexes", |url| {
         Box::pin(store::listings_run_on_indexes(url))
     }),

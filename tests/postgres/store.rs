@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use datahub_access_tokens::store::conformance::{self, sample_token};
 use datahub_access_tokens::store::postgres::{PostgresTokenStore, SCHEMA_VERSION};
-use datahub_access_tokens::store::{Condition, Filter, ListQuery, TokenField};
+use datahub_access_tokens::store::{Condition, Filter, ListQuery, TokenField, TokenUse};
 use datahub_access_tokens::{
     AccessTokenDuration, CreateAccessTokenInput, Error, TokenService, TokenServiceConfig, TokenStore, Urn,
 };
@@ -339,5 +339,71 @@ pub async fn nul_characters_are_handled(url: String) {
     };
     assert_eq!(store.list(&negated).await.unwrap().total, 1);
     drop(store);
+    drop_schema(&admin, &schema).await;
+}
+
+/// A table made by the previous release (schema version 2: no
+/// `last_used_at`, and an update trigger that reports every updated id as
+/// removed) is brought to the current version in place, keeps its tokens,
+/// and from then on a last-use update leaves other replicas' caches alone.
+pub async fn a_version_2_table_is_upgraded_in_place(url: String) {
+    let admin = admin(&url).await;
+    let schema = fresh_schema("upgrade");
+    let first = store(&url, options(&schema)).await;
+    first.insert(sample_token(1, "alice", 1, None)).await.unwrap();
+    first.insert(sample_token(2, "alice", 2, None)).await.unwrap();
+    drop(first);
+    // Undo migration 3 exactly, leaving what migrations 1 and 2 made.
+    let (t, s) = (format!("\"{schema}\".\"datahub_access_tokens\""), &schema);
+    sqlx::raw_sql(&format!(
+        r#"
+        DROP TRIGGER "datahub_access_tokens_notify_update" ON {t};
+        DROP FUNCTION "{s}"."datahub_access_tokens_notify_id_changed"();
+        DROP INDEX "{s}"."datahub_access_tokens_last_used_idx";
+        ALTER TABLE {t} DROP COLUMN last_used_at;
+        CREATE TRIGGER "datahub_access_tokens_notify_update" AFTER UPDATE ON {t}
+            REFERENCING OLD TABLE AS removed_rows FOR EACH STATEMENT
+            EXECUTE FUNCTION "{s}"."datahub_access_tokens_notify_removed"();
+        DELETE FROM "{s}"."datahub_access_tokens_migrations" WHERE version = 3;
+        "#
+    ))
+    .execute(&admin)
+    .await
+    .expect("a version 2 table");
+
+    let writer = store(&url, options(&schema)).await;
+    let versions: Vec<i32> = sqlx::query_scalar(&format!(
+        "SELECT version FROM \"{s}\".\"datahub_access_tokens_migrations\" ORDER BY version"
+    ))
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    let page = writer.list(&ListQuery::all(10)).await.unwrap();
+    assert_eq!(page.total, 2, "the tokens survive the upgrade");
+    assert!(page.tokens.iter().all(|t| t.info.last_used_at.is_none()));
+
+    let reader = store(&url, options(&schema)).await;
+    let id = conformance::token_id(1);
+    assert!(reader.contains(&id).await.unwrap());
+    let misses = reader.cache_stats().misses;
+    writer
+        .record_last_used(&[TokenUse {
+            id: id.clone(),
+            at_ms: 7,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(writer.get(&id).await.unwrap().unwrap().info.last_used_at, Some(7));
+    // A removal notice would arrive in milliseconds (see the revocation
+    // delay test); give it far longer, then check the cache still answers.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(reader.contains(&id).await.unwrap());
+    assert_eq!(
+        reader.cache_stats().misses,
+        misses,
+        "a last-use update must not evict the id from other replicas' caches"
+    );
+    drop((writer, reader));
     drop_schema(&admin, &schema).await;
 }
