@@ -36,6 +36,10 @@ pub const ENV_LAST_USED_INTERVAL_MS: &str = "ACCESS_TOKEN_LAST_USED_INTERVAL_MS"
 /// The default least time between two recorded uses of one token: a minute.
 pub const DEFAULT_LAST_USED_INTERVAL_MS: i64 = 60_000;
 
+/// How many verified tokens a service remembers by default, so that a token
+/// presented again skips the signature and claims checks.
+pub const DEFAULT_VERIFIED_TOKEN_CACHE: usize = 16_384;
+
 /// DataHub's default issuer.
 pub const DEFAULT_ISSUER: &str = "datahub-metadata-service";
 /// DataHub's default session token lifetime: one day.
@@ -79,6 +83,7 @@ pub struct TokenServiceConfig {
     pub(crate) session_duration_ms: i64,
     pub(crate) max_tokens_per_owner: Option<usize>,
     pub(crate) last_used_interval_ms: Option<i64>,
+    pub(crate) verified_token_cache: usize,
 }
 
 impl TokenServiceConfig {
@@ -101,6 +106,7 @@ impl TokenServiceConfig {
             session_duration_ms: DEFAULT_SESSION_DURATION_MS,
             max_tokens_per_owner: Some(DEFAULT_MAX_TOKENS_PER_OWNER),
             last_used_interval_ms: Some(DEFAULT_LAST_USED_INTERVAL_MS),
+            verified_token_cache: DEFAULT_VERIFIED_TOKEN_CACHE,
         })
     }
 
@@ -270,6 +276,21 @@ impl TokenServiceConfig {
     /// uses are not recorded.
     pub fn last_used_interval_ms(&self) -> Option<i64> {
         self.last_used_interval_ms
+    }
+
+    /// How many verified tokens the service remembers by id (default
+    /// [`DEFAULT_VERIFIED_TOKEN_CACHE`]; 0 turns the memo off). A token
+    /// presented again then skips the HMAC and claims parsing; expiry and
+    /// revocation are still checked on every call. Each entry holds the
+    /// token's id and claims, never the token: a few hundred bytes.
+    pub fn with_verified_token_cache(mut self, tokens: usize) -> Self {
+        self.verified_token_cache = tokens;
+        self
+    }
+
+    /// How many verified tokens the service remembers.
+    pub fn verified_token_cache(&self) -> usize {
+        self.verified_token_cache
     }
 
     /// How many previous signing keys still verify tokens.

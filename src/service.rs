@@ -149,7 +149,7 @@ impl DataHubTokenService {
             policies: Arc::new(policies),
             clock: Arc::new(SystemClock),
             audit: Arc::new(TracingAuditSink),
-            verified: Arc::default(),
+            verified: Arc::new(VerifiedTokens::new(config.verified_token_cache)),
         }
     }
 
@@ -473,14 +473,13 @@ impl TokenService for DataHubTokenService {
         let remembered = known_id.as_deref().and_then(|id| self.verified.get(id));
         let (claims, actor) = match remembered {
             Some(verified) => verified,
-            None => match self
-                .codec
-                .verify(token)
-                .and_then(|c| Ok((c.clone(), c.actor_urn()?)))
-            {
+            None => match self.codec.verify(token).and_then(|c| {
+                let actor = c.actor_urn()?;
+                Ok((c, actor))
+            }) {
                 Ok((claims, actor)) => {
                     if let Some(id) = &known_id {
-                        self.verified.insert(id.clone(), claims.clone(), actor.clone());
+                        self.verified.insert(id, &claims, &actor);
                     }
                     (claims, actor)
                 }

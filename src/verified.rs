@@ -16,29 +16,42 @@ use std::sync::{PoisonError, RwLock};
 use crate::codec::AccessTokenClaims;
 use crate::urn::Urn;
 
-/// How many verified tokens are remembered; the memo is emptied when full
-/// (simple, bounded, and refilled by the next requests).
-pub(crate) const MAX_VERIFIED_TOKENS: usize = 16_384;
-
-#[derive(Default)]
 pub(crate) struct VerifiedTokens {
+    /// Most entries; the memo is emptied when full (simple, bounded, and
+    /// refilled by the next requests). 0: the memo is off.
+    capacity: usize,
     entries: RwLock<HashMap<String, (AccessTokenClaims, Urn)>>,
 }
 
 impl VerifiedTokens {
+    /// A memo of at most `capacity` tokens (0: remembers nothing).
+    pub(crate) fn new(capacity: usize) -> Self {
+        VerifiedTokens {
+            capacity,
+            entries: RwLock::default(),
+        }
+    }
+
     /// The claims and actor of the token with this id, if verified before.
     pub(crate) fn get(&self, token_id: &str) -> Option<(AccessTokenClaims, Urn)> {
+        if self.capacity == 0 {
+            return None;
+        }
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         entries.get(token_id).cloned()
     }
 
-    /// Remembers a verified token.
-    pub(crate) fn insert(&self, token_id: String, claims: AccessTokenClaims, actor: Urn) {
+    /// Remembers a verified token (copying it only if the memo is on).
+    pub(crate) fn insert(&self, token_id: &str, claims: &AccessTokenClaims, actor: &Urn) {
+        if self.capacity == 0 {
+            return;
+        }
+        let entry = (claims.clone(), actor.clone());
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= MAX_VERIFIED_TOKENS {
+        if entries.len() >= self.capacity {
             entries.clear();
         }
-        entries.insert(token_id, (claims, actor));
+        entries.insert(token_id.to_owned(), entry);
     }
 
     /// Forgets a token that is revoked or expired.
@@ -81,21 +94,32 @@ mod tests {
         (claims, actor)
     }
 
+    const MAX_VERIFIED_TOKENS: usize = crate::config::DEFAULT_VERIFIED_TOKEN_CACHE;
+
     #[test]
     fn remembers_forgets_and_stays_bounded() {
-        let memo = VerifiedTokens::default();
+        let memo = VerifiedTokens::new(MAX_VERIFIED_TOKENS);
         let (c, a) = claims(1);
-        memo.insert("id1".into(), c.clone(), a.clone());
+        memo.insert("id1", &c, &a);
         assert_eq!(memo.get("id1"), Some((c, a)));
         assert_eq!(memo.get("id2"), None);
         memo.remove("id1");
         assert_eq!(memo.get("id1"), None);
         for n in 0..MAX_VERIFIED_TOKENS + 10 {
             let (c, a) = claims(n);
-            memo.insert(format!("id{n}"), c, a);
+            memo.insert(&format!("id{n}"), &c, &a);
             assert!(memo.len() <= MAX_VERIFIED_TOKENS);
         }
         assert!(memo.get(&format!("id{}", MAX_VERIFIED_TOKENS + 9)).is_some());
         assert_eq!(format!("{memo:?}"), "VerifiedTokens { len: 10 }");
+    }
+
+    #[test]
+    fn capacity_zero_remembers_nothing() {
+        let memo = VerifiedTokens::new(0);
+        let (c, a) = claims(1);
+        memo.insert("id1", &c, &a);
+        assert_eq!(memo.get("id1"), None);
+        assert_eq!(memo.len(), 0);
     }
 }
