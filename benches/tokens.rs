@@ -214,19 +214,35 @@ fn bench_validate(c: &mut Criterion, scale: &Scale) {
             async move { service.validate_access_token(token).await.expect("valid") }
         })
     });
-    // The same tokens (signed by the current key) through two services built
-    // alike over the same store, one also listing two previous keys: key
-    // rotation must not cost the common case.
-    let extra = [OnceCell::new(), OnceCell::new()];
-    for (name, previous) in [("datahub_rebuilt", 0), ("datahub_with_previous_keys", 2)] {
-        let cell = &extra[previous / 2];
+    // The same tokens through services built alike over the same store, each
+    // once, differing in one setting:
+    // * `datahub_rebuilt`: the default settings (the baseline of the others);
+    // * `datahub_with_previous_keys`: two previous keys listed too; key
+    //   rotation must not cost the common case;
+    // * `datahub_last_used_off`: last-used recording off; every token here is
+    //   used again within the interval, so what recording costs on the hot
+    //   path is the throttle check;
+    // * `datahub_first_sight`: the memo of verified tokens off, so the HMAC,
+    //   base64 and claims parsing are paid every time, as on a token's first
+    //   validation.
+    type Configure = fn(TokenServiceConfig) -> TokenServiceConfig;
+    let variants: [(&str, Configure); 4] = [
+        ("datahub_rebuilt", |c| c),
+        ("datahub_with_previous_keys", |c| {
+            c.with_previous_signing_keys(PREVIOUS_KEYS)
+                .expect("bench previous keys")
+        }),
+        ("datahub_last_used_off", |c| {
+            c.with_last_used_interval_ms(None).expect("bench config")
+        }),
+        ("datahub_first_sight", |c| c.with_verified_token_cache(0)),
+    ];
+    let services: [OnceCell<DataHubTokenService>; 4] = Default::default();
+    for ((name, configure), cell) in variants.into_iter().zip(&services) {
         group.bench_function(name, |b| {
             let ValidateFixture { store, tokens, .. } = fixture();
             let service = cell.get_or_init(|| {
-                let config = config()
-                    .with_previous_signing_keys(PREVIOUS_KEYS[..previous].iter().copied())
-                    .expect("bench previous keys");
-                DataHubTokenService::new(config, store.clone(), Policies::datahub_defaults())
+                DataHubTokenService::new(configure(config()), store.clone(), Policies::datahub_defaults())
             });
             let mut i = 0;
             b.to_async(&rt).iter(|| {
@@ -236,42 +252,6 @@ fn bench_validate(c: &mut Criterion, scale: &Scale) {
             })
         });
     }
-    // Last-used recording's cost on the hot path: the same service with it
-    // off, against `datahub_rebuilt` (on, as by default). Every token here is
-    // used again well within the interval, so what is measured is the
-    // steady state: the throttle check.
-    let quiet = OnceCell::new();
-    group.bench_function("datahub_last_used_off", |b| {
-        let ValidateFixture { store, tokens, .. } = fixture();
-        let service = quiet.get_or_init(|| {
-            let config = config().with_last_used_interval_ms(None).expect("bench config");
-            DataHubTokenService::new(config, store.clone(), Policies::datahub_defaults())
-        });
-        let mut i = 0;
-        b.to_async(&rt).iter(|| {
-            i = (i + 1) % tokens.len();
-            let token = &tokens[i];
-            async move { service.validate_access_token(token).await.expect("valid") }
-        })
-    });
-    // Validation that must verify: the same tokens through a service whose
-    // memo of verified tokens is off (`with_verified_token_cache(0)`), so
-    // the HMAC, base64 and claims parsing are paid every time, as for a
-    // token's first validation. Last-used recording on, as by default.
-    let unremembering = OnceCell::new();
-    group.bench_function("datahub_first_sight", |b| {
-        let ValidateFixture { store, tokens, .. } = fixture();
-        let service = unremembering.get_or_init(|| {
-            let config = config().with_verified_token_cache(0);
-            DataHubTokenService::new(config, store.clone(), Policies::datahub_defaults())
-        });
-        let mut i = 0;
-        b.to_async(&rt).iter(|| {
-            i = (i + 1) % tokens.len();
-            let token = &tokens[i];
-            async move { service.validate_access_token(token).await.expect("valid") }
-        })
-    });
     group.bench_function("peer", |b| {
         let ValidateFixture {
             service,

@@ -62,6 +62,20 @@ fn seed_commands() -> Vec<&'static str> {
     commands
 }
 
+/// The seed page's createAccessToken (with `mutation`), sent with a Bearer
+/// token; returns the new token and its id.
+async fn create_for_datahub(http: &Http, bearer: &str, name: &str) -> (String, String) {
+    let create = format!(
+        r#"mutation {{ createAccessToken(input: {{type: PERSONAL, actorUrn: "urn:li:corpuser:datahub", duration: ONE_HOUR, name: "{name}"}}) {{ accessToken metadata {{ id name description }} }} }}"#
+    );
+    let data = http.graphql(bearer, &create, json!({})).await.data();
+    let field = |pointer: &str| data.pointer(pointer).and_then(Value::as_str).unwrap().to_owned();
+    (
+        field("/createAccessToken/accessToken"),
+        field("/createAccessToken/metadata/id"),
+    )
+}
+
 fn error_of(body: &Value) -> (&str, i64, &str) {
     let error = &body["errors"][0];
     (
@@ -186,16 +200,7 @@ async fn the_seed_pages_graphql_documents_work_with_bearer_tokens() {
         (401, "Request is missing 'Authorization' header.")
     );
 
-    let create = r#"mutation { createAccessToken(input: {type: PERSONAL, actorUrn: "urn:li:corpuser:datahub", duration: ONE_HOUR, name: "my personal token"}) { accessToken metadata { id name description } } }"#;
-    let data = http.graphql(&root, create, json!({})).await.data();
-    let token = data["createAccessToken"]["accessToken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let id = data["createAccessToken"]["metadata"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (token, id) = create_for_datahub(&http, &root, "my personal token").await;
 
     // The new token authenticates the next request, with the page's listing documents.
     let list_own = r#"{ listAccessTokens(input: {start: 0, count: 100, filters: [{field: "ownerUrn", value: "urn:li:corpuser:datahub"}]}) { start count total tokens { urn id actorUrn } } }"#;
@@ -396,16 +401,7 @@ async fn two_servers_share_one_postgres_database() {
 
     let root = bootstrap_token(&first.service, "datahub").await;
     let (on_first, on_second) = (Http::new(first.addr), Http::new(second.addr));
-    let create = r#"mutation { createAccessToken(input: {type: PERSONAL, actorUrn: "urn:li:corpuser:datahub", duration: ONE_HOUR, name: "shared"}) { accessToken metadata { id } } }"#;
-    let data = on_second.graphql(&root, create, json!({})).await.data();
-    let token = data["createAccessToken"]["accessToken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let id = data["createAccessToken"]["metadata"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (token, id) = create_for_datahub(&on_second, &root, "shared").await;
 
     let bearer = format!("Bearer {token}");
     let whoami = async |http: &Http| {
