@@ -40,6 +40,17 @@
 //! # }
 //! ```
 //!
+//! # Beyond DataHub
+//!
+//! Also on every store: when each token was last used (`lastUsedAt`,
+//! recorded off the validation path, throttled per token:
+//! [`TokenServiceConfig::with_last_used_interval_ms`],
+//! [`TokenService::flush_last_used`]), rotation
+//! ([`TokenService::rotate_access_token`]), audit events ([`AuditSink`]),
+//! signing-key rotation ([`TokenServiceConfig::with_previous_signing_keys`])
+//! and a limit of live tokens per owner
+//! ([`TokenServiceConfig::with_max_tokens_per_owner`]).
+//!
 //! # Features
 //!
 //! * `fs` (default): [`FileTokenStore`], a durable, crash-safe store in a
