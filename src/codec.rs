@@ -134,11 +134,50 @@ impl TokenCodec {
 
     /// Encodes and signs `claims` as a compact JWT.
     pub fn sign(&self, claims: &AccessTokenClaims) -> String {
-        let payload = serde_json::to_vec(claims).expect("claims serialize");
+        self.sign_json(&claims_json(&ClaimsView {
+            version: &claims.version,
+            token_type: claims.token_type,
+            actor_type: &claims.actor_type,
+            actor_id: &claims.actor_id,
+            sub: claims.sub.as_deref(),
+            jti: claims.jti.as_deref(),
+            iss: claims.iss.as_deref(),
+            exp: claims.exp,
+        }))
+    }
+
+    /// Mints a new token as DataHub does: for `actor`, with a random `jti`,
+    /// this codec's issuer, and `exp` the expiry rounded down to whole
+    /// seconds. Builds no [`AccessTokenClaims`]: its owned strings would be
+    /// most of the allocations of creating a token.
+    pub(crate) fn sign_new(
+        &self,
+        version: &str,
+        token_type: AccessTokenType,
+        actor: &Urn,
+        expires_at_ms: Option<i64>,
+    ) -> String {
+        // uuid's `fast-rng` draws from a thread-local CSPRNG: one `getrandom`
+        // call per token cost more than signing.
+        let mut jti = uuid::Uuid::encode_buffer();
+        let jti = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut jti);
+        self.sign_json(&claims_json(&ClaimsView {
+            version,
+            token_type,
+            actor_type: ACTOR_TYPE_USER,
+            actor_id: actor.id(),
+            sub: Some(actor.id()),
+            jti: Some(jti),
+            iss: Some(&self.issuer),
+            exp: expires_at_ms.map(|ms| ms.div_euclid(1000)),
+        }))
+    }
+
+    fn sign_json(&self, payload: &[u8]) -> String {
         let mut token = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 48);
         token.push_str(&self.header_b64);
         token.push('.');
-        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
         let tag = hmac::sign(&self.key, token.as_bytes());
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut token);
@@ -225,6 +264,65 @@ impl TokenCodec {
             }
         };
         parse_claims(claims)
+    }
+}
+
+/// [`AccessTokenClaims`] borrowed, as written into a token.
+struct ClaimsView<'a> {
+    version: &'a str,
+    token_type: AccessTokenType,
+    actor_type: &'a str,
+    actor_id: &'a str,
+    sub: Option<&'a str>,
+    jti: Option<&'a str>,
+    iss: Option<&'a str>,
+    exp: Option<i64>,
+}
+
+/// The claims as JSON, byte for byte what `serde_json` writes for
+/// [`AccessTokenClaims`] (a test checks), by hand because serializing was
+/// most of the service's own share of creating a token.
+fn claims_json(claims: &ClaimsView<'_>) -> Vec<u8> {
+    let mut json = Vec::with_capacity(256);
+    let strings = [
+        ("version", Some(claims.version)),
+        ("type", Some(claims.token_type.as_str())),
+        ("actorType", Some(claims.actor_type)),
+        ("actorId", Some(claims.actor_id)),
+        ("sub", claims.sub),
+        ("jti", claims.jti),
+        ("iss", claims.iss),
+    ];
+    for (name, value) in strings {
+        if let Some(value) = value {
+            json.push(if json.is_empty() { b'{' } else { b',' });
+            json.push(b'"');
+            json.extend_from_slice(name.as_bytes());
+            json.extend_from_slice(b"\":");
+            push_json_string(&mut json, value);
+        }
+    }
+    if let Some(exp) = claims.exp {
+        json.extend_from_slice(br#","exp":"#);
+        serde_json::to_writer(&mut json, &exp).expect("an integer serializes");
+    }
+    json.push(b'}');
+    json
+}
+
+/// `value` as a JSON string; only strings that need escapes go through
+/// `serde_json`, which escapes exactly `"`, `\` and control characters.
+fn push_json_string(json: &mut Vec<u8>, value: &str) {
+    // Without short-circuiting, the check compiles to a vector loop.
+    let plain = value
+        .bytes()
+        .fold(true, |plain, b| plain & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+    if plain {
+        json.push(b'"');
+        json.extend_from_slice(value.as_bytes());
+        json.push(b'"');
+    } else {
+        serde_json::to_writer(json, value).expect("a string serializes");
     }
 }
 
@@ -331,6 +429,57 @@ mod tests {
         let id = codec.token_id(&token);
         assert_eq!(id.len(), 44);
         assert!(id.ends_with('='));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn claims_json_is_what_serde_writes(
+            version in ".{0,4}",
+            token_type in proptest::sample::select(vec![
+                AccessTokenType::Personal,
+                AccessTokenType::Session,
+                AccessTokenType::ServiceAccount,
+            ]),
+            actor_type in ".{0,8}",
+            actor_id in "\\PC{0,20}|[\"\\\\\u{0}-\u{1f}\u{7f}é]{0,6}",
+            sub in proptest::option::of(".{0,12}"),
+            jti in proptest::option::of("[a-f0-9-]{36}"),
+            iss in proptest::option::of("\\PC{0,24}"),
+            exp in proptest::option::of(proptest::num::i64::ANY),
+        ) {
+            let claims = AccessTokenClaims { version, token_type, actor_type, actor_id, sub, jti, iss, exp };
+            let token = codec().sign(&claims);
+            let payload = token.split('.').nth(1).unwrap();
+            proptest::prop_assert_eq!(
+                String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap(),
+                serde_json::to_string(&claims).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn new_tokens_carry_datahub_claims_and_distinct_v4_jtis() {
+        let codec = codec();
+        let actor = Urn::corp_user("datahub").unwrap();
+        let mut jtis = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let token = codec.sign_new("2", AccessTokenType::Personal, &actor, Some(1_700_000_000_999));
+            let claims = codec.verify(&token).unwrap();
+            let jti = claims.jti.clone().unwrap();
+            let uuid = uuid::Uuid::parse_str(&jti).unwrap();
+            assert_eq!(uuid.get_version_num(), 4);
+            assert_eq!(jti, uuid.hyphenated().to_string());
+            assert_eq!(
+                claims,
+                AccessTokenClaims {
+                    jti: Some(jti.clone()),
+                    exp: Some(1_700_000_000),
+                    ..self::claims(None)
+                }
+            );
+            jtis.insert(jti);
+        }
+        assert_eq!(jtis.len(), 1000);
     }
 
     #[test]

@@ -298,7 +298,12 @@ impl DurationPolicy {
                     "a duration is required: give duration or durationIso",
                 ))
             }
-            (Some(d), None) => d.into(),
+            (Some(d), None) => match d.millis() {
+                // The common case, without writing out the ISO text that
+                // only an error message shows.
+                Some(ms) if self.allowed.iter().any(|a| a.millis == ms) => return Ok(Some(ms)),
+                _ => d.into(),
+            },
             (None, Some(iso)) => Some(IsoDuration::parse(iso)?),
         };
         match requested {
