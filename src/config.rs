@@ -282,7 +282,8 @@ impl TokenServiceConfig {
     /// [`DEFAULT_VERIFIED_TOKEN_CACHE`]; 0 turns the memo off). A token
     /// presented again then skips the HMAC and claims parsing; expiry and
     /// revocation are still checked on every call. Each entry holds the
-    /// token's id and claims, never the token: a few hundred bytes.
+    /// token's id and claims, never the token: a few hundred bytes. When
+    /// full, the memo forgets its older half.
     pub fn with_verified_token_cache(mut self, tokens: usize) -> Self {
         self.verified_token_cache = tokens;
         self
