@@ -131,17 +131,44 @@ impl LastUsedRecorder {
     }
 
     async fn write(&self, batch: Vec<TokenUse>) -> Result<()> {
-        let written = self.store.record_last_used(&batch).await;
+        let mut in_flight = InFlight {
+            recorder: self,
+            batch,
+            landed: false,
+        };
+        let written = self.store.record_last_used(&in_flight.batch).await;
+        in_flight.landed = true;
         if written.is_err() {
             // Not throttled any more: the next use of each is noted again.
             let mut state = self.state();
-            for used in &batch {
+            for used in &in_flight.batch {
                 if state.noted.get(&used.id) == Some(&used.at_ms) {
                     state.noted.remove(&used.id);
                 }
             }
         }
         written
+    }
+}
+
+/// A batch on its way to the store. Should the write be dropped before it
+/// returns (its task cancelled, say by the runtime shutting down), the
+/// batch goes back to the pending uses, so the next flush or writer still
+/// records it; writing a use twice is harmless, `lastUsedAt` only moves
+/// forward.
+struct InFlight<'a> {
+    recorder: &'a LastUsedRecorder,
+    batch: Vec<TokenUse>,
+    landed: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.landed {
+            let mut state = self.recorder.state();
+            let newer = std::mem::replace(&mut state.pending, std::mem::take(&mut self.batch));
+            state.pending.extend(newer);
+        }
     }
 }
 
@@ -250,6 +277,74 @@ mod tests {
                 );
                 tokio::task::yield_now().await;
             }
+        });
+    }
+
+    /// A memory store whose `record_last_used` never returns while `stall`
+    /// is set, to cancel a write half-way.
+    #[derive(Debug, Default)]
+    struct StallingStore {
+        inner: MemoryTokenStore,
+        stall: std::sync::atomic::AtomicBool,
+        entered: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl TokenStore for StallingStore {
+        async fn insert_within_limit(
+            &self,
+            token: StoredAccessToken,
+            limit: Option<crate::store::OwnerLimit>,
+        ) -> Result<()> {
+            self.inner.insert_within_limit(token, limit).await
+        }
+        async fn replace(&self, old_id: &str, new: StoredAccessToken) -> Result<()> {
+            self.inner.replace(old_id, new).await
+        }
+        async fn get(&self, id: &str) -> Result<Option<StoredAccessToken>> {
+            self.inner.get(id).await
+        }
+        async fn delete(&self, id: &str) -> Result<bool> {
+            self.inner.delete(id).await
+        }
+        async fn list(&self, query: &crate::store::ListQuery) -> Result<crate::store::ListPage> {
+            self.inner.list(query).await
+        }
+        async fn delete_expired(&self, now_ms: i64) -> Result<Vec<String>> {
+            self.inner.delete_expired(now_ms).await
+        }
+        async fn record_last_used(&self, uses: &[TokenUse]) -> Result<()> {
+            self.entered.store(true, std::sync::atomic::Ordering::SeqCst);
+            if self.stall.load(std::sync::atomic::Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            self.inner.record_last_used(uses).await
+        }
+    }
+
+    #[test]
+    fn a_write_cut_short_by_its_runtime_is_kept_for_the_next_flush() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let store = Arc::new(StallingStore::default());
+        store.stall.store(true, SeqCst);
+        let recorder = Arc::new(LastUsedRecorder::new(1_000, store.clone()));
+        let first = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        first.block_on(async {
+            store.insert(sample(0)).await.unwrap();
+            assert_eq!(recorder.note(&sample(0).id, 7_000), Noted::Done);
+            while !store.entered.load(SeqCst) {
+                tokio::task::yield_now().await;
+            }
+        });
+        // The writer is inside the store's write, which never returns.
+        drop(first);
+        assert_eq!(recorder.state().pending.len(), 1, "the batch came back");
+        store.stall.store(false, SeqCst);
+        let second = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        second.block_on(async {
+            recorder.flush().await.unwrap();
+            let stored = store.get(&sample(0).id).await.unwrap().unwrap();
+            assert_eq!(stored.info.last_used_at, Some(7_000));
         });
     }
 
