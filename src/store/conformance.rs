@@ -262,6 +262,31 @@ pub async fn each_filter_matches_its_definition(store: &dyn TokenStore) {
             }
         }
     }
+    // Several urns at once (a token matches any of them): a token owned by
+    // one listed user for another comes back once.
+    let several: [&[&str]; 3] = [
+        &["urn:li:corpuser:alice", "urn:li:corpuser:robot"],
+        &[
+            "urn:li:corpuser:robot",
+            "urn:li:corpuser:bob",
+            "urn:li:corpuser:nobody",
+        ],
+        &["urn:li:corpuser:carol", "urn:li:corpuser:carol"],
+    ];
+    for field in [ActorUrn, OwnerUrn] {
+        for condition in [Equal, In] {
+            for values in several {
+                for negated in [false, true] {
+                    let query = ListQuery {
+                        filters: vec![filter(field, condition, values, negated)],
+                        start: 0,
+                        count: 100,
+                    };
+                    assert_lists(store, &tokens, &query).await;
+                }
+            }
+        }
+    }
     for field in [CreatedAt, ExpiresAt, LastUsedAt] {
         for condition in [
             Equal,
