@@ -313,16 +313,11 @@ fn bench_create(c: &mut Criterion, scale: &Scale) {
     // An equivalent signing input: header and claims (as the service writes
     // them) of a token, already base64.
     let owner = user(42);
-    let claims = AccessTokenClaims {
-        version: VERSION_STATEFUL.to_owned(),
-        token_type: AccessTokenType::Personal,
-        actor_type: "USER".to_owned(),
-        actor_id: owner.id().to_owned(),
-        sub: Some(owner.id().to_owned()),
-        jti: Some("6f1c2f4e-8a57-4d0b-9a8e-3c1f2b7d9e10".to_owned()),
-        iss: Some(DEFAULT_ISSUER.to_owned()),
-        exp: Some(1_800_000_000),
-    };
+    let claims = AccessTokenClaims::new(VERSION_STATEFUL, AccessTokenType::Personal, owner.id())
+        .with_sub(owner.id())
+        .with_jti("6f1c2f4e-8a57-4d0b-9a8e-3c1f2b7d9e10")
+        .with_iss(DEFAULT_ISSUER)
+        .with_exp(1_800_000_000);
     let token = TokenCodec::new(&config()).sign(&claims);
     let signing_input = token[..token.rfind('.').expect("three parts")].to_owned();
     let owners = scale.small / TOKENS_PER_OWNER;

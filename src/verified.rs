@@ -107,16 +107,7 @@ mod tests {
 
     fn claims(n: usize) -> (AccessTokenClaims, Urn) {
         let actor = Urn::corp_user(&format!("u{n}")).unwrap();
-        let claims = AccessTokenClaims {
-            version: "2".into(),
-            token_type: AccessTokenType::Personal,
-            actor_type: "USER".into(),
-            actor_id: actor.id().to_owned(),
-            sub: None,
-            jti: None,
-            iss: None,
-            exp: None,
-        };
+        let claims = AccessTokenClaims::new("2", AccessTokenType::Personal, actor.id());
         (claims, actor)
     }
 

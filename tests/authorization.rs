@@ -349,8 +349,8 @@ async fn admin_creating_for_someone_else() {
         .await
         .unwrap();
     assert_eq!(validated.actor, user(BOB));
-    assert_eq!(validated.claims.actor_id, "bob");
-    assert_eq!(validated.claims.sub.as_deref(), Some("bob"));
+    assert_eq!(validated.claims.actor_id(), "bob");
+    assert_eq!(validated.claims.sub(), Some("bob"));
 
     // Bob is its actor, not its owner: it is not among the tokens he owns,
     // and he may not revoke it; the manager may.

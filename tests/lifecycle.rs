@@ -93,7 +93,7 @@ async fn revocation_takes_effect_at_once() {
     let validated = f.service.validate_access_token(token).await.unwrap();
     assert_eq!(validated.actor, user(ALICE));
     assert_eq!(validated.token_id.as_deref(), Some(id.as_str()));
-    assert_eq!(validated.claims.version, VERSION_STATEFUL);
+    assert_eq!(validated.claims.version(), VERSION_STATEFUL);
 
     assert!(f.service.revoke_access_token(&user(ALICE), &id).await.unwrap());
     // No time passes: the very next validation fails.
@@ -293,8 +293,8 @@ async fn session_tokens() {
         .unwrap();
     assert_eq!(validated.actor, user(BOB));
     assert_eq!(validated.token_id, None);
-    assert_eq!(validated.claims.version, VERSION_STATELESS);
-    assert_eq!(validated.claims.token_type, AccessTokenType::Session);
+    assert_eq!(validated.claims.version(), VERSION_STATELESS);
+    assert_eq!(validated.claims.token_type(), AccessTokenType::Session);
 
     // Not revocable: its hash is no stored id.
     let id = f.service.codec().token_id(session.expose_access_token());

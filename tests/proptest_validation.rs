@@ -338,8 +338,8 @@ proptest! {
                     let claims = claims.expect("accepted claims are a JSON object");
                     prop_assert_eq!(&claims["version"], &json!("1"));
                     prop_assert_eq!(&claims["actorType"], &json!("USER"));
-                    prop_assert_eq!(&claims["actorId"], &json!(validated.claims.actor_id));
-                    prop_assert_eq!(validated.actor.id(), validated.claims.actor_id.as_str());
+                    prop_assert_eq!(&claims["actorId"], &json!(validated.claims.actor_id()));
+                    prop_assert_eq!(validated.actor.id(), validated.claims.actor_id());
                     prop_assert_eq!(validated.token_id, None);
                 }
                 Err(Error::InvalidToken(_) | Error::Expired | Error::Revoked) => {}
