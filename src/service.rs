@@ -173,6 +173,12 @@ impl DataHubTokenService {
         &self.store
     }
 
+    /// The store as `dyn`: a method called on the `Arc` itself would go
+    /// through the `Arc` forwarding impl, one more boxed future per call.
+    fn dyn_store(&self) -> &dyn TokenStore {
+        &*self.store
+    }
+
     fn audit(&self, kind: AuditEventKind, caller: Option<&Urn>, token_id: Option<&str>) {
         self.audit.record(AuditEvent {
             kind,
@@ -221,17 +227,19 @@ impl DataHubTokenService {
     }
 
     async fn can_manage(&self, caller: &Urn) -> Result<bool> {
-        self.policies
-            .is_authorized(caller, Privilege::ManageAccessTokens)
-            .await
+        self.is_authorized(caller, Privilege::ManageAccessTokens).await
     }
 
     async fn can_generate(&self, caller: &Urn) -> Result<bool> {
         Ok(self
-            .policies
             .is_authorized(caller, Privilege::GeneratePersonalAccessTokens)
             .await?
             || self.can_manage(caller).await?)
+    }
+
+    /// Asks the policy engine as `dyn` (see [`Self::dyn_store`]).
+    async fn is_authorized(&self, caller: &Urn, privilege: Privilege) -> Result<bool> {
+        (*self.policies).is_authorized(caller, privilege).await
     }
 }
 
@@ -320,7 +328,9 @@ impl TokenService for DataHubTokenService {
             max_live,
             now_ms: created_at,
         });
-        self.store.insert_within_limit(stored.clone(), limit).await?;
+        self.dyn_store()
+            .insert_within_limit(stored.clone(), limit)
+            .await?;
         self.audit(AuditEventKind::Created, Some(caller), Some(&stored.id));
         Ok(AccessToken::new(token, Some(stored.into())))
     }
@@ -342,7 +352,7 @@ impl TokenService for DataHubTokenService {
         if !allowed {
             return Err(self.deny("listAccessTokens", caller, None));
         }
-        let page = self.store.list(&query).await?;
+        let page = self.dyn_store().list(&query).await?;
         Ok(ListAccessTokenResult {
             start: query.start,
             count: page.tokens.len(),
@@ -354,12 +364,12 @@ impl TokenService for DataHubTokenService {
     async fn revoke_access_token(&self, caller: &Urn, token_id: &str) -> Result<bool> {
         check_token_id(token_id)?;
         if !self.can_manage(caller).await? {
-            let token = self.store.get(token_id).await?.ok_or(Error::NotFound)?;
+            let token = self.dyn_store().get(token_id).await?.ok_or(Error::NotFound)?;
             if token.info.owner_urn != *caller {
                 return Err(self.deny("revokeAccessToken", caller, Some(token_id)));
             }
         }
-        if self.store.delete(token_id).await? {
+        if self.dyn_store().delete(token_id).await? {
             self.audit(AuditEventKind::Revoked, Some(caller), Some(token_id));
             Ok(true)
         } else {
@@ -374,7 +384,7 @@ impl TokenService for DataHubTokenService {
         duration: Option<AccessTokenDuration>,
     ) -> Result<AccessToken> {
         check_token_id(token_id)?;
-        let old = self.store.get(token_id).await?.ok_or(Error::NotFound)?;
+        let old = self.dyn_store().get(token_id).await?.ok_or(Error::NotFound)?;
         let info = &old.info;
         let allowed = self.can_manage(caller).await?
             || (info.owner_urn == *caller && info.actor_urn == *caller && self.can_generate(caller).await?);
@@ -407,7 +417,7 @@ impl TokenService for DataHubTokenService {
         let (token, new) = self.mint_personal(fresh, lifetime_ms)?;
         // Atomic in the store: NotFound if someone revoked (or rotated) the
         // old token meanwhile, and then nothing was created.
-        self.store.replace(token_id, new.clone()).await?;
+        self.dyn_store().replace(token_id, new.clone()).await?;
         self.audit(
             AuditEventKind::Rotated {
                 new_token_id: new.id.clone(),
@@ -473,14 +483,14 @@ impl TokenService for DataHubTokenService {
         if expired {
             self.verified.remove(&token_id);
             // Genuine (the signature checked out) and dead: clean it up now.
-            match self.store.delete(&token_id).await {
+            match self.dyn_store().delete(&token_id).await {
                 Ok(true) => self.audit(AuditEventKind::Purged, None, Some(&token_id)),
                 Ok(false) => {}
                 Err(error) => return Err(self.reject(error, Some(&token_id))),
             }
             return Err(self.reject(Error::Expired, Some(&token_id)));
         }
-        match self.store.contains(&token_id).await {
+        match self.dyn_store().contains(&token_id).await {
             Ok(true) => {}
             Ok(false) => {
                 self.verified.remove(&token_id);
@@ -524,7 +534,7 @@ impl TokenService for DataHubTokenService {
     }
 
     async fn purge_expired(&self) -> Result<Vec<String>> {
-        let purged = self.store.delete_expired(self.clock.now_ms()).await?;
+        let purged = self.dyn_store().delete_expired(self.clock.now_ms()).await?;
         for id in &purged {
             self.audit(AuditEventKind::Purged, None, Some(id));
         }
