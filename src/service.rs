@@ -490,7 +490,11 @@ impl TokenService for DataHubTokenService {
             }
             return Err(self.reject(Error::Expired, Some(&token_id)));
         }
-        match self.dyn_store().contains(&token_id).await {
+        let exists = match self.dyn_store().contains_now(&token_id) {
+            Some(exists) => Ok(exists),
+            None => self.dyn_store().contains(&token_id).await,
+        };
+        match exists {
             Ok(true) => {}
             Ok(false) => {
                 self.verified.remove(&token_id);

@@ -108,6 +108,16 @@ async fn assert_lists(store: &dyn TokenStore, tokens: &[StoredAccessToken], quer
     }
 }
 
+/// [`TokenStore::contains`], checked against
+/// [`TokenStore::contains_now`] wherever the store answers at once.
+async fn contains(store: &dyn TokenStore, id: &str) -> bool {
+    let exists = store.contains(id).await.unwrap();
+    if let Some(now) = store.contains_now(id) {
+        assert_eq!(now, exists, "contains_now({id:?}) agrees with contains");
+    }
+    exists
+}
+
 /// Insert, look up, delete; absence is `None`/`false`, not an error.
 pub async fn insert_get_delete(store: &dyn TokenStore) {
     let token = sample_token(1, "alice", 1_000, Some(5_000));
@@ -117,7 +127,7 @@ pub async fn insert_get_delete(store: &dyn TokenStore) {
         "get of an unknown id is Ok(None)"
     );
     assert!(
-        !store.contains(&token.id).await.unwrap(),
+        !contains(store, &token.id).await,
         "contains of an unknown id is false"
     );
     assert!(
@@ -126,7 +136,7 @@ pub async fn insert_get_delete(store: &dyn TokenStore) {
     );
     store.insert(token.clone()).await.unwrap();
     assert_eq!(store.get(&token.id).await.unwrap(), Some(token.clone()));
-    assert!(store.contains(&token.id).await.unwrap());
+    assert!(contains(store, &token.id).await);
     assert!(
         store.delete(&token.id).await.unwrap(),
         "delete of a present id is Ok(true)"
@@ -136,7 +146,7 @@ pub async fn insert_get_delete(store: &dyn TokenStore) {
         None,
         "a deleted token is gone"
     );
-    assert!(!store.contains(&token.id).await.unwrap());
+    assert!(!contains(store, &token.id).await);
     assert!(
         !store.delete(&token.id).await.unwrap(),
         "a second delete finds nothing"
@@ -541,9 +551,9 @@ pub async fn delete_expired_removes_exactly_the_expired(store: &dyn TokenStore) 
     want.sort();
     assert_eq!(deleted, want, "exactly the tokens with expiresAt < now");
     for n in 3..=5 {
-        assert!(store.contains(&token_id(n)).await.unwrap(), "token {n} is kept");
+        assert!(contains(store, &token_id(n)).await, "token {n} is kept");
     }
-    assert!(!store.contains(&token_id(1)).await.unwrap());
+    assert!(!contains(store, &token_id(1)).await);
     assert_eq!(store.list(&ListQuery::all(10)).await.unwrap().total, 3);
     assert!(
         store.delete_expired(now).await.unwrap().is_empty(),
@@ -775,8 +785,8 @@ pub async fn replace_is_all_or_nothing(store: &dyn TokenStore) {
         Some(three.clone()),
         "the new record round-trips"
     );
-    assert!(!store.contains(&one.id).await.unwrap());
-    assert!(store.contains(&three.id).await.unwrap());
+    assert!(!contains(store, &one.id).await);
+    assert!(contains(store, &three.id).await);
 
     let four = sample_token(4, "alice", 40, None);
     match store.replace(&one.id, four.clone()).await {
@@ -902,7 +912,7 @@ pub async fn last_use_is_recorded(store: &dyn TokenStore) {
     assert!(store.delete(&token_id(2)).await.unwrap());
     store.record_last_used(&[used(2, 2_000)]).await.unwrap();
     assert!(
-        !store.contains(&token_id(2)).await.unwrap(),
+        !contains(store, &token_id(2)).await,
         "a use recorded after revocation never brings the token back"
     );
     let fresh = sample_token(5, "alice", 5, None);

@@ -1133,6 +1133,10 @@ impl TokenStore for FileTokenStore {
         self.shared.memory.contains(id).await
     }
 
+    fn contains_now(&self, id: &str) -> Option<bool> {
+        self.shared.memory.contains_now(id)
+    }
+
     async fn delete(&self, id: &str) -> Result<bool> {
         self.submit(|state, index| {
             Ok(match state.lookup(index, id) {

@@ -454,6 +454,10 @@ impl TokenStore for MemoryTokenStore {
         Ok(self.read().contains(id))
     }
 
+    fn contains_now(&self, id: &str) -> Option<bool> {
+        Some(self.read().contains(id))
+    }
+
     async fn delete(&self, id: &str) -> Result<bool> {
         Ok(self.write().remove(id).is_some())
     }

@@ -59,7 +59,8 @@ pub use query::{
 /// * **Absence is normal on lookup.** [`get`](Self::get) and
 ///   [`contains`](Self::contains) return `Ok(None)` / `Ok(false)` for an
 ///   unknown id; [`delete`](Self::delete) returns `Ok(false)`. Deciding whether
-///   absence is an error is the caller's business.
+///   absence is an error is the caller's business. A `Some` from
+///   [`contains_now`](Self::contains_now) is what `contains` would answer.
 /// * **Listing.** [`list`](Self::list) returns the tokens matching every
 ///   filter of the query, in [`ListingKey`] order, skipping `start` and
 ///   returning at most `count`, with `total` the number matching in all.
@@ -99,6 +100,16 @@ pub trait TokenStore: Debug + Send + Sync + 'static {
     /// path; the default calls [`get`](Self::get), backends may do better.
     async fn contains(&self, id: &str) -> Result<bool> {
         Ok(self.get(id).await?.is_some())
+    }
+
+    /// What [`contains`](Self::contains) would answer, if the store knows it
+    /// at once: from memory, without I/O or waiting on anything slow.
+    /// `None` (the default) means "call `contains`". Validation asks this
+    /// first: an `async` call costs a boxed future, a sizeable share of
+    /// validating a token already in memory.
+    fn contains_now(&self, id: &str) -> Option<bool> {
+        let _ = id;
+        None
     }
 
     /// Deletes the record with this id; `Ok(false)` if there was none.
@@ -165,6 +176,9 @@ macro_rules! forward_token_store {
             }
             async fn contains(&self, id: &str) -> Result<bool> {
                 (**self).contains(id).await
+            }
+            fn contains_now(&self, id: &str) -> Option<bool> {
+                (**self).contains_now(id)
             }
             async fn delete(&self, id: &str) -> Result<bool> {
                 (**self).delete(id).await

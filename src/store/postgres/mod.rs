@@ -633,6 +633,11 @@ impl TokenStore for PostgresTokenStore {
         Ok(exists)
     }
 
+    fn contains_now(&self, id: &str) -> Option<bool> {
+        // Only a cached id is known at once; its absence needs the database.
+        self.inner.shared.cache.contains(id).then_some(true)
+    }
+
     async fn delete(&self, id: &str) -> Result<bool> {
         if !storable(id) {
             return Ok(false);
