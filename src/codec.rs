@@ -29,6 +29,8 @@ pub const VERSION_STATEFUL: &str = "2";
 pub(crate) const ACTOR_TYPE_USER: &str = "USER";
 
 const HEADER_JSON: &str = r#"{"alg":"HS256"}"#;
+/// Length of an HS256 signature (32 bytes) in unpadded base64url.
+const SIGNATURE_B64_LEN: usize = 43;
 
 /// The claims of a DataHub token, read with the accessors below.
 ///
@@ -369,23 +371,32 @@ impl TokenCodec {
                 "token is longer than {MAX_TOKEN_BYTES} bytes"
             )));
         }
-        // Neither header nor signature holds a dot, so the first and last dots
-        // bound them without scanning the long payload (a hot-path cost). A
-        // dot inside the payload (a fourth part) cannot decode as base64url,
-        // so such a token always fails below and is reported as misshapen.
+        // The header and signature hold no dot, so the dots that end the one
+        // and start the other bound the payload without scanning it (a
+        // hot-path cost). Where they are usually is checked first: after our
+        // header, and before the 43 characters of an HS256 signature. A dot
+        // anywhere else (a fourth part) cannot decode as base64url, so such a
+        // token always fails below and is reported as misshapen.
         let bytes = token.as_bytes();
-        let first = bytes.iter().position(|&b| b == b'.');
-        let last = bytes.iter().rposition(|&b| b == b'.');
+        let header_end = self.header_b64.len();
+        let first = match bytes.get(header_end) {
+            Some(b'.') if token.starts_with(&self.header_b64) => Some(header_end),
+            _ => bytes.iter().position(|&b| b == b'.'),
+        };
+        let last = match bytes.len().checked_sub(SIGNATURE_B64_LEN + 1) {
+            Some(at) if bytes[at] == b'.' => Some(at),
+            _ => bytes.iter().rposition(|&b| b == b'.'),
+        };
         let (Some(first), Some(last)) = (first, last) else {
             return Err(not_three_parts());
         };
-        if first == last {
+        if first >= last {
             return Err(not_three_parts());
         }
-        let payload = &token[first + 1..last];
-        self.verify_parts(&token[..last], (&token[..first], payload, &token[last + 1..]))
+        let (payload, signature) = (&token[first + 1..last], &token[last + 1..]);
+        self.verify_parts(&token[..last], (&token[..first], payload, signature))
             .map_err(|e| {
-                if payload.contains('.') {
+                if payload.contains('.') || signature.contains('.') {
                     not_three_parts()
                 } else {
                     e
@@ -404,7 +415,7 @@ impl TokenCodec {
         // 43 characters are exactly 32 bytes (checked first: a longer
         // signature would not fit the buffer).
         let mut tag = [0u8; 32];
-        if signature.len() != 43
+        if signature.len() != SIGNATURE_B64_LEN
             || URL_SAFE_NO_PAD
                 .decode(signature.as_bytes(), Out::from_slice(&mut tag))
                 .is_err()
@@ -768,6 +779,21 @@ mod tests {
             ),
             ("x".repeat(MAX_TOKEN_BYTES + 1), "longer than"),
         ];
+        // A fourth part wherever it is: in the signature (where the dot
+        // that starts it is still 44 bytes from the end), just before it,
+        // in the payload, or right after the header.
+        let real = forge(r#"{"alg":"HS256"}"#, good, &key);
+        let with_dot_at = |at: usize, replace: bool| {
+            let mut token = real.clone();
+            token.replace_range(at..at + usize::from(replace), ".");
+            (token, "three dot-separated parts")
+        };
+        let cases = cases.into_iter().chain([
+            with_dot_at(real.len() - 10, true),
+            with_dot_at(real.len() - 44, false),
+            with_dot_at(real.len() / 2, true),
+            with_dot_at(real.find('.').unwrap() + 1, false),
+        ]);
         for (token, expected) in cases {
             let err = codec().verify(&token).unwrap_err().to_string();
             assert!(err.starts_with("Failed to validate DataHub token: "), "{err}");
