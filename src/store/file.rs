@@ -202,6 +202,15 @@ struct Shared {
     faults: tests::Faults,
 }
 
+impl Drop for Shared {
+    /// Unlocks explicitly instead of leaving it to closing the file: a
+    /// process that another thread spawns meanwhile holds a copy of every
+    /// descriptor until it execs, and the lock lasts as long as any copy.
+    fn drop(&mut self) {
+        let _ = self.lock.unlock();
+    }
+}
+
 /// Decisions not yet durable, and the writes waiting for the flusher.
 #[derive(Default)]
 struct State {

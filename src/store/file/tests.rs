@@ -283,3 +283,17 @@ fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {
         }
     }
 }
+
+/// A process spawned by another thread holds copies of every descriptor
+/// until it execs; a copy of the lock file's is one here. Dropping the last
+/// handle must still let the directory be opened again at once.
+#[tokio::test]
+async fn dropping_the_store_unlocks_even_while_a_copy_of_its_lock_lives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FileTokenStore::open(tmp.path()).await.unwrap();
+    let copy = store.shared.lock.try_clone().unwrap();
+    drop(store);
+    let reopened = FileTokenStore::open(tmp.path()).await;
+    drop(copy);
+    reopened.expect("the dropped store let go of its lock");
+}
