@@ -189,8 +189,8 @@ impl Server {
 /// Opens the store, builds the app and starts serving in the background.
 pub async fn start(options: Options) -> Result<Server, Box<dyn Error>> {
     let config = TokenServiceConfig::load_or_generate_in(&options.data_dir)?;
-    let storage = Storage::open(&options).await?;
-    let description = storage.describe(&options);
+    // Read before the store is opened: a bad file then leaves no store to
+    // close (dropped unclosed, a file store lets go of its lock only later).
     let policies = match &options.policies {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -199,6 +199,8 @@ pub async fn start(options: Options) -> Result<Server, Box<dyn Error>> {
         }
         None => Policies::datahub_defaults(),
     };
+    let storage = Storage::open(&options).await?;
+    let description = storage.describe(&options);
     let service: Arc<dyn TokenService> =
         Arc::new(DataHubTokenService::new(config, storage.shared(), policies));
 
