@@ -136,8 +136,7 @@ impl LastUsedRecorder {
             batch,
             landed: false,
         };
-        // Through `dyn` directly, not the `Arc` forwarding impl (one box less).
-        let written = (*self.store).record_last_used(&in_flight.batch).await;
+        let written = self.store.record_last_used(&in_flight.batch).await;
         in_flight.landed = true;
         if written.is_err() {
             // Not throttled any more: the next use of each is noted again.

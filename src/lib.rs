@@ -90,6 +90,10 @@ pub mod store;
 mod urn;
 mod verified;
 
+/// What an `#[async_trait]` method returns, for the forwarding impls that
+/// hand on the inner value's future instead of boxing another around it.
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 pub use audit::{AuditEvent, AuditEventKind, AuditSink, RecordingAuditSink, TracingAuditSink};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{AccessTokenClaims, TokenCodec, MAX_TOKEN_BYTES, VERSION_STATEFUL, VERSION_STATELESS};

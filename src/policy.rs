@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::urn::Urn;
+use crate::BoxFuture;
 
 /// The token privileges DataHub defines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -55,10 +56,21 @@ pub trait PolicyEngine: Debug + Send + Sync + 'static {
     async fn is_authorized(&self, actor: &Urn, privilege: Privilege) -> Result<bool>;
 }
 
-#[async_trait]
+// Written out rather than with `#[async_trait]`, which would box a second
+// future around the inner engine's (the signature is the one it gives the
+// trait's method).
 impl<T: PolicyEngine + ?Sized> PolicyEngine for Arc<T> {
-    async fn is_authorized(&self, actor: &Urn, privilege: Privilege) -> Result<bool> {
-        (**self).is_authorized(actor, privilege).await
+    fn is_authorized<'s, 'a, 'f>(
+        &'s self,
+        actor: &'a Urn,
+        privilege: Privilege,
+    ) -> BoxFuture<'f, Result<bool>>
+    where
+        's: 'f,
+        'a: 'f,
+        Self: 'f,
+    {
+        (**self).is_authorized(actor, privilege)
     }
 }
 

@@ -173,12 +173,6 @@ impl DataHubTokenService {
         &self.store
     }
 
-    /// The store as `dyn`: a method called on the `Arc` itself would go
-    /// through the `Arc` forwarding impl, one more boxed future per call.
-    fn dyn_store(&self) -> &dyn TokenStore {
-        &*self.store
-    }
-
     fn audit(&self, kind: AuditEventKind, caller: Option<&Urn>, token_id: Option<&str>) {
         self.audit.record(AuditEvent {
             kind,
@@ -227,19 +221,17 @@ impl DataHubTokenService {
     }
 
     async fn can_manage(&self, caller: &Urn) -> Result<bool> {
-        self.is_authorized(caller, Privilege::ManageAccessTokens).await
+        self.policies
+            .is_authorized(caller, Privilege::ManageAccessTokens)
+            .await
     }
 
     async fn can_generate(&self, caller: &Urn) -> Result<bool> {
         Ok(self
+            .policies
             .is_authorized(caller, Privilege::GeneratePersonalAccessTokens)
             .await?
             || self.can_manage(caller).await?)
-    }
-
-    /// Asks the policy engine as `dyn` (see [`Self::dyn_store`]).
-    async fn is_authorized(&self, caller: &Urn, privilege: Privilege) -> Result<bool> {
-        (*self.policies).is_authorized(caller, privilege).await
     }
 }
 
@@ -328,9 +320,7 @@ impl TokenService for DataHubTokenService {
             max_live,
             now_ms: created_at,
         });
-        self.dyn_store()
-            .insert_within_limit(stored.clone(), limit)
-            .await?;
+        self.store.insert_within_limit(stored.clone(), limit).await?;
         self.audit(AuditEventKind::Created, Some(caller), Some(&stored.id));
         Ok(AccessToken::new(token, Some(stored.into())))
     }
@@ -352,7 +342,7 @@ impl TokenService for DataHubTokenService {
         if !allowed {
             return Err(self.deny("listAccessTokens", caller, None));
         }
-        let page = self.dyn_store().list(&query).await?;
+        let page = self.store.list(&query).await?;
         Ok(ListAccessTokenResult {
             start: query.start,
             count: page.tokens.len(),
@@ -364,12 +354,12 @@ impl TokenService for DataHubTokenService {
     async fn revoke_access_token(&self, caller: &Urn, token_id: &str) -> Result<bool> {
         check_token_id(token_id)?;
         if !self.can_manage(caller).await? {
-            let token = self.dyn_store().get(token_id).await?.ok_or(Error::NotFound)?;
+            let token = self.store.get(token_id).await?.ok_or(Error::NotFound)?;
             if token.info.owner_urn != *caller {
                 return Err(self.deny("revokeAccessToken", caller, Some(token_id)));
             }
         }
-        if self.dyn_store().delete(token_id).await? {
+        if self.store.delete(token_id).await? {
             self.audit(AuditEventKind::Revoked, Some(caller), Some(token_id));
             Ok(true)
         } else {
@@ -384,7 +374,7 @@ impl TokenService for DataHubTokenService {
         duration: Option<AccessTokenDuration>,
     ) -> Result<AccessToken> {
         check_token_id(token_id)?;
-        let old = self.dyn_store().get(token_id).await?.ok_or(Error::NotFound)?;
+        let old = self.store.get(token_id).await?.ok_or(Error::NotFound)?;
         let info = &old.info;
         let allowed = self.can_manage(caller).await?
             || (info.owner_urn == *caller && info.actor_urn == *caller && self.can_generate(caller).await?);
@@ -417,7 +407,7 @@ impl TokenService for DataHubTokenService {
         let (token, new) = self.mint_personal(fresh, lifetime_ms)?;
         // Atomic in the store: NotFound if someone revoked (or rotated) the
         // old token meanwhile, and then nothing was created.
-        self.dyn_store().replace(token_id, new.clone()).await?;
+        self.store.replace(token_id, new.clone()).await?;
         self.audit(
             AuditEventKind::Rotated {
                 new_token_id: new.id.clone(),
@@ -483,16 +473,16 @@ impl TokenService for DataHubTokenService {
         if expired {
             self.verified.remove(&token_id);
             // Genuine (the signature checked out) and dead: clean it up now.
-            match self.dyn_store().delete(&token_id).await {
+            match self.store.delete(&token_id).await {
                 Ok(true) => self.audit(AuditEventKind::Purged, None, Some(&token_id)),
                 Ok(false) => {}
                 Err(error) => return Err(self.reject(error, Some(&token_id))),
             }
             return Err(self.reject(Error::Expired, Some(&token_id)));
         }
-        let exists = match self.dyn_store().contains_now(&token_id) {
+        let exists = match self.store.contains_now(&token_id) {
             Some(exists) => Ok(exists),
-            None => self.dyn_store().contains(&token_id).await,
+            None => self.store.contains(&token_id).await,
         };
         match exists {
             Ok(true) => {}
@@ -538,7 +528,7 @@ impl TokenService for DataHubTokenService {
     }
 
     async fn purge_expired(&self) -> Result<Vec<String>> {
-        let purged = self.dyn_store().delete_expired(self.clock.now_ms()).await?;
+        let purged = self.store.delete_expired(self.clock.now_ms()).await?;
         for id in &purged {
             self.audit(AuditEventKind::Purged, None, Some(id));
         }

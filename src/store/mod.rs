@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::model::StoredAccessToken;
+use crate::BoxFuture;
 
 #[cfg(feature = "fs")]
 pub mod file;
@@ -154,43 +155,92 @@ impl OwnerLimit {
     }
 }
 
+/// Forwards every method to the store inside. Written out rather than with
+/// `#[async_trait]`, which would box a second future around the inner
+/// store's on every call: each method returns the inner one as it is. The
+/// signatures are the ones `#[async_trait]` gives the trait's methods.
 macro_rules! forward_token_store {
     ($wrapper:ident) => {
-        #[async_trait]
         impl<T: TokenStore + ?Sized> TokenStore for $wrapper<T> {
-            async fn insert(&self, token: StoredAccessToken) -> Result<()> {
-                (**self).insert(token).await
+            fn insert<'s, 'f>(&'s self, token: StoredAccessToken) -> BoxFuture<'f, Result<()>>
+            where
+                's: 'f,
+                Self: 'f,
+            {
+                (**self).insert(token)
             }
-            async fn insert_within_limit(
-                &self,
+            fn insert_within_limit<'s, 'f>(
+                &'s self,
                 token: StoredAccessToken,
                 limit: Option<OwnerLimit>,
-            ) -> Result<()> {
-                (**self).insert_within_limit(token, limit).await
+            ) -> BoxFuture<'f, Result<()>>
+            where
+                's: 'f,
+                Self: 'f,
+            {
+                (**self).insert_within_limit(token, limit)
             }
-            async fn replace(&self, old_id: &str, new: StoredAccessToken) -> Result<()> {
-                (**self).replace(old_id, new).await
+            fn replace<'s, 'a, 'f>(
+                &'s self,
+                old_id: &'a str,
+                new: StoredAccessToken,
+            ) -> BoxFuture<'f, Result<()>>
+            where
+                's: 'f,
+                'a: 'f,
+                Self: 'f,
+            {
+                (**self).replace(old_id, new)
             }
-            async fn get(&self, id: &str) -> Result<Option<StoredAccessToken>> {
-                (**self).get(id).await
+            fn get<'s, 'a, 'f>(&'s self, id: &'a str) -> BoxFuture<'f, Result<Option<StoredAccessToken>>>
+            where
+                's: 'f,
+                'a: 'f,
+                Self: 'f,
+            {
+                (**self).get(id)
             }
-            async fn contains(&self, id: &str) -> Result<bool> {
-                (**self).contains(id).await
+            fn contains<'s, 'a, 'f>(&'s self, id: &'a str) -> BoxFuture<'f, Result<bool>>
+            where
+                's: 'f,
+                'a: 'f,
+                Self: 'f,
+            {
+                (**self).contains(id)
             }
             fn contains_now(&self, id: &str) -> Option<bool> {
                 (**self).contains_now(id)
             }
-            async fn delete(&self, id: &str) -> Result<bool> {
-                (**self).delete(id).await
+            fn delete<'s, 'a, 'f>(&'s self, id: &'a str) -> BoxFuture<'f, Result<bool>>
+            where
+                's: 'f,
+                'a: 'f,
+                Self: 'f,
+            {
+                (**self).delete(id)
             }
-            async fn list(&self, query: &ListQuery) -> Result<ListPage> {
-                (**self).list(query).await
+            fn list<'s, 'a, 'f>(&'s self, query: &'a ListQuery) -> BoxFuture<'f, Result<ListPage>>
+            where
+                's: 'f,
+                'a: 'f,
+                Self: 'f,
+            {
+                (**self).list(query)
             }
-            async fn delete_expired(&self, now_ms: i64) -> Result<Vec<String>> {
-                (**self).delete_expired(now_ms).await
+            fn delete_expired<'s, 'f>(&'s self, now_ms: i64) -> BoxFuture<'f, Result<Vec<String>>>
+            where
+                's: 'f,
+                Self: 'f,
+            {
+                (**self).delete_expired(now_ms)
             }
-            async fn record_last_used(&self, uses: &[TokenUse]) -> Result<()> {
-                (**self).record_last_used(uses).await
+            fn record_last_used<'s, 'a, 'f>(&'s self, uses: &'a [TokenUse]) -> BoxFuture<'f, Result<()>>
+            where
+                's: 'f,
+                'a: 'f,
+                Self: 'f,
+            {
+                (**self).record_last_used(uses)
             }
         }
     };
