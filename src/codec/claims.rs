@@ -103,8 +103,9 @@ struct Scanner<'a> {
     at: usize,
     /// See [`plain_quotes`].
     quotes: [u64; PLAIN_MAX / 64],
-    /// The quotes of `quotes[word]` not yet read: every quote before `at`
-    /// has been, as only [`Scanner::plain_string`] moves past quotes.
+    /// The quotes of `quotes[word]` not yet taken by [`Scanner::next_quote`].
+    /// Every quote before `at` has been: the scanner moves past a quote
+    /// only after taking it.
     word: usize,
     bits: u64,
 }
