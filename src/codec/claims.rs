@@ -195,22 +195,18 @@ impl<'a> Scanner<'a> {
     /// and a few bit operations, where [`Self::members`] has to find out
     /// what comes next at every step.
     fn our_layout(mut self) -> Option<RawClaims<'a>> {
-        let version = self.string_after("{\"version\":\"")?;
-        let token_type = self.string_after(",\"type\":\"")?;
-        let actor_type = self.string_after(",\"actorType\":\"")?;
-        let actor_id = self.string_after(",\"actorId\":\"")?;
-        let sub = self.optional_string_after(",\"sub\":\"")?;
-        let jti = self.optional_string_after(",\"jti\":\"")?;
-        let iss = self.optional_string_after(",\"iss\":\"")?;
-        let exp = match self.rest().starts_with(",\"exp\":") {
-            true => {
-                self.at += ",\"exp\":".len();
-                // The two quotes of the key.
-                self.next_quote()?;
-                self.next_quote()?;
-                Some(self.plain_integer()?)
-            }
-            false => None,
+        // A required member missing or malformed alike: not our layout.
+        let version = self.string_member("{\"version\":").flatten()?;
+        let token_type = self.string_member(",\"type\":").flatten()?;
+        let actor_type = self.string_member(",\"actorType\":").flatten()?;
+        let actor_id = self.string_member(",\"actorId\":").flatten()?;
+        let sub = self.string_member(",\"sub\":")?;
+        let jti = self.string_member(",\"jti\":")?;
+        let iss = self.string_member(",\"iss\":")?;
+        let exp = if self.skip_key(",\"exp\":")? {
+            Some(self.plain_integer()?)
+        } else {
+            None
         };
         (self.rest() == "}").then(|| RawClaims {
             version: Some(version.into()),
@@ -229,27 +225,28 @@ impl<'a> Scanner<'a> {
         self.text.get(self.at..).unwrap_or_default()
     }
 
-    /// [`Self::string_after`] where the member may be missing: `Some(None)`
-    /// if the text does not go on with `prefix`.
+    /// The string value of the next member, if the text goes on with
+    /// `prefix` (see [`Self::skip_key`]); `Some(None)` if it does not.
     #[inline(always)]
-    fn optional_string_after(&mut self, prefix: &str) -> Option<Option<&'a str>> {
-        match self.rest().starts_with(prefix) {
-            true => self.string_after(prefix).map(Some),
-            false => Some(None),
+    fn string_member(&mut self, prefix: &str) -> Option<Option<&'a str>> {
+        if !self.skip_key(prefix)? {
+            return Some(None);
         }
+        self.plain_string().map(Some)
     }
 
-    /// The string after `prefix`, which ends in the string's opening quote
-    /// and holds two more (the key's), if the text goes on with `prefix`.
+    /// Moves past `prefix` (what comes before a member's value: a comma or
+    /// brace and the quoted key and colon), taking the key's two quotes, if
+    /// the text goes on with it.
     #[inline(always)] // so each `prefix` is compared as the constant it is
-    fn string_after(&mut self, prefix: &str) -> Option<&'a str> {
+    fn skip_key(&mut self, prefix: &str) -> Option<bool> {
         if !self.rest().starts_with(prefix) {
-            return None;
+            return Some(false);
         }
         self.next_quote()?;
         self.next_quote()?;
-        self.at += prefix.len() - 1;
-        self.plain_string()
+        self.at += prefix.len();
+        Some(true)
     }
 
     #[inline(always)]
