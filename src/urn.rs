@@ -31,8 +31,10 @@ pub struct Urn {
 
 impl Urn {
     /// Parses and validates `text`.
-    pub fn parse(text: impl Into<String>) -> Result<Self> {
-        let text = text.into();
+    pub fn parse(text: impl AsRef<str>) -> Result<Self> {
+        // Borrowed: the shared text is then the only copy made (an owned
+        // `String` would be copied into the `Arc` all the same).
+        let text = text.as_ref();
         let invalid = |why: &str| Error::invalid_input(format!("invalid urn {text:?}: {why}"));
         if text.len() > MAX_LEN {
             return Err(Error::invalid_input(format!(
