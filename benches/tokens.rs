@@ -519,9 +519,16 @@ fn estimate_ns(dir: &Path, id: &str, since: SystemTime) -> Option<f64> {
 
 fn print_ratios(dir: &Path, since: SystemTime) {
     let m = |id: &str| estimate_ns(dir, id, since);
+    // Both times beside each ratio: on a shared machine the floors move
+    // between runs, and a ratio is only comparable with its floor in view.
+    let time = |ns: f64| match ns {
+        ns if ns < 1000.0 => format!("{ns:.0} ns"),
+        ns => format!("{:.2} us", ns / 1000.0),
+    };
     let ratio = |label: &str, num: &str, den: &str, target: &str| {
         if let (Some(n), Some(d)) = (m(num), m(den)) {
-            println!("{label:<48} {:>7.2}x   (target {target})", n / d);
+            let times = format!("{} / {}", time(n), time(d));
+            println!("{label:<48} {:>7.2}x  {times:<20} (target {target})", n / d);
         }
     };
     println!("\nRatios of the times measured in this run:");
