@@ -147,6 +147,19 @@ impl From<AccessTokenDuration> for Option<IsoDuration> {
     }
 }
 
+/// A lifetime for a message: DataHub's name if it has one, else ISO-8601.
+fn describe_millis(ms: i64) -> String {
+    if let Some(name) = AccessTokenDuration::from_millis(ms) {
+        return format!("{name}");
+    }
+    match ms {
+        ms if ms % DAY_MS == 0 => format!("P{}D", ms / DAY_MS),
+        ms if ms % HOUR_MS == 0 => format!("PT{}H", ms / HOUR_MS),
+        ms if ms % 1000 == 0 => format!("PT{}S", ms / 1000),
+        ms => format!("{ms} ms"),
+    }
+}
+
 fn parse_iso_millis(text: &str) -> std::result::Result<i64, String> {
     let body = text.strip_prefix('P').ok_or("must start with P")?;
     if body.is_empty() || body == "T" {
@@ -320,6 +333,26 @@ impl DurationPolicy {
         }
     }
 
+    /// Checks that a new token may last `lifetime_ms` (`None`: never
+    /// expires) without being asked for a duration, as a rotation keeping
+    /// the old token's lifetime is: the policy may have narrowed since.
+    pub(crate) fn check_kept_lifetime(&self, lifetime_ms: Option<i64>) -> Result<Option<i64>> {
+        match lifetime_ms {
+            None if self.allow_no_expiry => Ok(None),
+            None => Err(Error::invalid_input(
+                "the token never expires and never-expiring tokens are no longer allowed: \
+                 give a duration for the new token",
+            )),
+            Some(ms) if self.allowed.iter().any(|a| a.millis == ms) => Ok(Some(ms)),
+            Some(ms) => Err(Error::invalid_input(format!(
+                "the token's lifetime ({}) is no longer allowed: give a duration for the new token; \
+                 allowed durations: {}",
+                describe_millis(ms),
+                self.describe_allowed()
+            ))),
+        }
+    }
+
     fn describe_allowed(&self) -> String {
         let mut names: Vec<String> = self
             .allowed
@@ -420,5 +453,29 @@ mod tests {
         assert_eq!(open.resolve(None, Some("P2D")).unwrap(), Some(2 * DAY_MS));
         assert!(DurationPolicy::parse(" , ", false).is_err());
         assert!(DurationPolicy::parse("P1D,bogus", false).is_err());
+    }
+
+    #[test]
+    fn kept_lifetimes_must_still_be_allowed() {
+        let policy = DurationPolicy::parse("PT1H,P30D", false).unwrap();
+        assert_eq!(policy.check_kept_lifetime(Some(HOUR_MS)).unwrap(), Some(HOUR_MS));
+        for (lifetime, named) in [(365 * DAY_MS, "ONE_YEAR"), (2 * DAY_MS, "P2D"), (90_000, "PT90S")] {
+            let err = policy
+                .check_kept_lifetime(Some(lifetime))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("lifetime ({named}) is no longer allowed")),
+                "{err}"
+            );
+            assert!(err.contains("ONE_HOUR (PT1H), ONE_MONTH (P30D)"), "{err}");
+        }
+        let err = policy.check_kept_lifetime(None).unwrap_err().to_string();
+        assert!(
+            err.contains("never-expiring tokens are no longer allowed"),
+            "{err}"
+        );
+        let open = DurationPolicy::parse("P1D", true).unwrap();
+        assert_eq!(open.check_kept_lifetime(None).unwrap(), None);
     }
 }

@@ -71,16 +71,17 @@ pub trait TokenService: Debug + Send + Sync + 'static {
         input: &ListAccessTokenInput,
     ) -> Result<ListAccessTokenResult>;
 
-    /// Revokes (deletes) a token by id; `Ok(true)` on success, and
-    /// [`Error::NotFound`] if no such token exists.
+    /// Revokes (deletes) a token by id; `Ok(true)` on success. A missing
+    /// token is [`Error::NotFound`] to a manager and, as in DataHub,
+    /// [`Error::Unauthorized`] to anyone else (they own no such token).
     async fn revoke_access_token(&self, caller: &Urn, token_id: &str) -> Result<bool>;
 
     /// Replaces a token by a new one with the same actor, owner, name and
     /// description, in one atomic step: the old token stops validating
     /// exactly when the new one starts. The new token lasts `duration`
     /// (checked against the duration policy) or, if `None`, as long as the
-    /// old one was made to last (`expiresAt - createdAt`; a never-expiring
-    /// token needs never-expiring tokens still allowed). Allowed to whoever
+    /// old one was made to last (`expiresAt - createdAt`, which the policy
+    /// must still allow, never expiring included). Allowed to whoever
     /// may revoke the old token and create the new one; the plaintext of
     /// the new token is in the result and nowhere else.
     async fn rotate_access_token(
@@ -354,8 +355,10 @@ impl TokenService for DataHubTokenService {
     async fn revoke_access_token(&self, caller: &Urn, token_id: &str) -> Result<bool> {
         check_token_id(token_id)?;
         if !self.can_manage(caller).await? {
-            let token = self.store.get(token_id).await?.ok_or(Error::NotFound)?;
-            if token.info.owner_urn != *caller {
+            // As DataHub: only the owner may, and a missing token has none, so
+            // whether an id exists is told only to those who may manage tokens.
+            let owned = (self.store.get(token_id).await?).is_some_and(|t| t.info.owner_urn == *caller);
+            if !owned {
                 return Err(self.deny("revokeAccessToken", caller, Some(token_id)));
             }
         }
@@ -374,9 +377,15 @@ impl TokenService for DataHubTokenService {
         duration: Option<AccessTokenDuration>,
     ) -> Result<AccessToken> {
         check_token_id(token_id)?;
-        let old = self.store.get(token_id).await?.ok_or(Error::NotFound)?;
+        let manager = self.can_manage(caller).await?;
+        // A missing token is NotFound only to managers, as for revoke.
+        let old = match self.store.get(token_id).await? {
+            Some(old) => old,
+            None if manager => return Err(Error::NotFound),
+            None => return Err(self.deny("rotateAccessToken", caller, Some(token_id))),
+        };
         let info = &old.info;
-        let allowed = self.can_manage(caller).await?
+        let allowed = manager
             || (info.owner_urn == *caller && info.actor_urn == *caller && self.can_generate(caller).await?);
         if !allowed {
             return Err(self.deny("rotateAccessToken", caller, Some(token_id)));
@@ -388,16 +397,10 @@ impl TokenService for DataHubTokenService {
         }
         let lifetime_ms = match duration {
             Some(duration) => self.durations.resolve(Some(duration), None)?,
-            None => match info.expires_at {
-                Some(expires_at) => Some(expires_at.saturating_sub(info.created_at).max(0)),
-                None if self.durations.allow_no_expiry() => None,
-                None => {
-                    return Err(Error::invalid_input(
-                        "the token never expires and never-expiring tokens are no longer allowed: \
-                         give a duration for the new token",
-                    ))
-                }
-            },
+            None => self.durations.check_kept_lifetime(
+                info.expires_at
+                    .map(|expires_at| expires_at.saturating_sub(info.created_at).max(0)),
+            )?,
         };
         let fresh = DataHubAccessTokenInfo {
             created_at: now,

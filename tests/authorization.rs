@@ -426,3 +426,29 @@ async fn datahub_default_roles() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_missing_token_is_not_found_only_to_managers() {
+    let f = Fixture::new();
+    let id = id_of(&f.create_own(ALICE, "gone").await);
+    f.service.revoke_access_token(&user(ALICE), &id).await.unwrap();
+    // As in DataHub: a token that does not exist has no owner, so revoking
+    // it is refused to everyone who may not manage tokens (nor are they
+    // told whether the id ever existed).
+    for caller in [ALICE, BOB, NOBODY] {
+        let err = f
+            .service
+            .revoke_access_token(&user(caller), &id)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Unauthorized), "{caller}: {err:?}");
+        assert_eq!(err.to_string(), UNAUTHORIZED_MESSAGE);
+    }
+    let err = f
+        .service
+        .revoke_access_token(&user(MANAGER), &id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound), "{err:?}");
+    assert_eq!(err.to_string(), "Access token no longer exists");
+}
