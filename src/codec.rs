@@ -527,8 +527,11 @@ fn check_header(header: &str) -> Result<()> {
     let bytes = URL_SAFE_NO_PAD
         .decode_to_vec(header)
         .map_err(|_| Error::invalid_token("header is not base64url"))?;
-    let header: Header =
-        serde_json::from_slice(&bytes).map_err(|_| Error::invalid_token("header is not a JSON object"))?;
+    // A JSON object only: serde would also read the struct from an array.
+    let header: Header = claims::opens_object(&bytes)
+        .then(|| serde_json::from_slice(&bytes).ok())
+        .flatten()
+        .ok_or_else(|| Error::invalid_token("header is not a JSON object"))?;
     match header.alg.as_deref() {
         Some("HS256") => Ok(()),
         Some(alg) => Err(Error::invalid_token(format!(
@@ -771,6 +774,16 @@ mod tests {
                 "unsupported token version",
             ),
             (forge(r#"{"alg":"HS256"}"#, r#"[1,2]"#, &key), "malformed claims"),
+            // Arrays that serde would read as the structs: not JWT objects.
+            (forge(r#"["HS256"]"#, good, &key), "header is not a JSON object"),
+            (
+                forge(
+                    r#"{"alg":"HS256"}"#,
+                    r#" ["2","PERSONAL","USER","x",null,null,null]"#,
+                    &key,
+                ),
+                "claims are not a JSON object",
+            ),
             ("a.b".to_string(), "three dot-separated parts"),
             ("a.b.c.d".to_string(), "three dot-separated parts"),
             (

@@ -39,8 +39,16 @@ pub(super) struct RawClaims<'a> {
 pub(super) fn read(payload: &[u8]) -> serde_json::Result<RawClaims<'_>> {
     match read_plain(payload) {
         Some(claims) => Ok(claims),
+        // serde would also read a struct from an array; a JWT's claims are
+        // an object (RFC 7519), and DataHub's JWT library refuses anything else.
+        None if !opens_object(payload) => Err(serde::de::Error::custom("claims are not a JSON object")),
         None => serde_json::from_slice(payload),
     }
+}
+
+/// Whether `json` starts (after white space) as an object does.
+pub(super) fn opens_object(json: &[u8]) -> bool {
+    json.iter().find(|b| !b" \t\n\r".contains(b)) == Some(&b'{')
 }
 
 /// The fast path: `Some` only for an object of at most [`PLAIN_MAX`] bytes
