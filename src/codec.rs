@@ -4,6 +4,7 @@
 //! with the header `{"alg":"HS256"}`; its id is `b64(sha256(token || salt))`.
 
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 // SIMD base64: decoding a token's claims and encoding a new token took
@@ -158,8 +159,8 @@ impl AccessTokenClaims {
         self.version() == VERSION_STATEFUL
     }
 
-    /// Whether `exp` has passed at `now_ms` (a token is good through its
-    /// `exp` second, as in DataHub's JWT library).
+    /// Whether `exp` has passed at `now_ms`: a token is good up to and
+    /// including the millisecond `exp * 1000`, as in DataHub's JWT library.
     pub fn is_expired_at(&self, now_ms: i64) -> bool {
         self.exp.is_some_and(|exp| now_ms > exp.saturating_mul(1000))
     }
@@ -432,12 +433,13 @@ impl TokenCodec {
         {
             return Err(Error::invalid_token("invalid signature"));
         }
-        // Typical claims are a few hundred bytes: decode them on the stack.
-        let mut buf = [0u8; 512];
+        // Typical claims are a few hundred bytes: decode them on the stack,
+        // into a buffer left uninitialized (the decoder writes before anyone reads).
+        let mut buf = [MaybeUninit::<u8>::uninit(); 512];
         let heap;
         let claims = if URL_SAFE_NO_PAD.estimated_decoded_length(payload.len()) <= buf.len() {
             URL_SAFE_NO_PAD
-                .decode(payload.as_bytes(), Out::from_slice(&mut buf))
+                .decode(payload.as_bytes(), Out::from_uninit_slice(&mut buf))
                 .ok()
                 .map(|claims| &*claims)
         } else {
