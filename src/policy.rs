@@ -2,10 +2,13 @@
 //! [`Policies`], a static set of grants that also models DataHub's defaults.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt::{self, Debug};
+use std::fmt::{self, Debug, Display};
+use std::hash::Hash;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -99,11 +102,45 @@ pub struct Policies {
     #[serde(default)]
     all_users: BTreeSet<Privilege>,
     /// Named roles and their privileges.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     roles: HashMap<String, BTreeSet<Privilege>>,
     /// Grants to individual actors.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     actors: HashMap<Urn, ActorGrant>,
+}
+
+/// Reads a JSON object into a map, refusing a key given twice: serde keeps
+/// the last one silently, which would drop the grants of the first.
+fn unique_keys<'de, D, K, V>(deserializer: D) -> std::result::Result<HashMap<K, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    K: Deserialize<'de> + Eq + Hash + Display,
+    V: Deserialize<'de>,
+{
+    struct UniqueKeys<K, V>(PhantomData<(K, V)>);
+    impl<'de, K, V> Visitor<'de> for UniqueKeys<K, V>
+    where
+        K: Deserialize<'de> + Eq + Hash + Display,
+        V: Deserialize<'de>,
+    {
+        type Value = HashMap<K, V>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> std::result::Result<Self::Value, A::Error> {
+            let mut map = HashMap::new();
+            while let Some((key, value)) = entries.next_entry::<K, V>()? {
+                if map.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format_args!("{key} is given twice")));
+                }
+                map.insert(key, value);
+            }
+            Ok(map)
+        }
+    }
+    deserializer.deserialize_map(UniqueKeys(PhantomData))
 }
 
 /// What one actor is granted directly.
@@ -274,5 +311,12 @@ mod tests {
         assert!(err(r#"{"everyone":[]}"#).contains("everyone"));
         assert!(err(r#"{"actors":{"bob":{}}}"#).contains("invalid urn"));
         assert!(err(r#"{"actors":{"urn:li:corpuser:a":{"roles":["Ghost"]}}}"#).contains("\"Ghost\""));
+        let twice = err(
+            r#"{"actors":{"urn:li:corpuser:a":{"roles":["Admin"]},"urn:li:corpuser:a":{}},
+                            "roles":{"Admin":[]}}"#,
+        );
+        assert!(twice.contains("urn:li:corpuser:a is given twice"), "{twice}");
+        let twice = err(r#"{"roles":{"Ops":["MANAGE_ACCESS_TOKENS"],"Ops":[]}}"#);
+        assert!(twice.contains("Ops is given twice"), "{twice}");
     }
 }
