@@ -30,6 +30,15 @@ type Test = (&'static str, fn(String) -> TestFuture);
 
 const TESTS: &[Test] = &[
     ("conformance_suite", |url| Box::pin(store::conformance_suite(url))),
+    ("stricter_default_isolation_changes_nothing", |url| {
+        Box::pin(store::stricter_default_isolation_changes_nothing(url))
+    }),
+    ("owner_limit_holds_under_repeatable_read", |url| {
+        Box::pin(store::owner_limit_holds_under_repeatable_read(url))
+    }),
+    ("racing_writers_under_repeatable_read", |url| {
+        Box::pin(store::racing_writers_under_repeatable_read(url))
+    }),
     ("migrations_are_idempotent_and_versioned", |url| {
         Box::pin(store::migrations_are_idempotent_and_versioned(url))
     }),

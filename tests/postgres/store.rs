@@ -1,14 +1,17 @@
 //! The store on its own: the conformance suite, migrations, indexes, cache.
 
+use std::future::Future;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use datahub_access_tokens::store::conformance::{self, sample_token};
-use datahub_access_tokens::store::postgres::{PostgresTokenStore, SCHEMA_VERSION};
-use datahub_access_tokens::store::{Condition, Filter, ListQuery, TokenField, TokenUse};
+use datahub_access_tokens::store::postgres::{PgPool, PostgresTokenStore, SCHEMA_VERSION};
+use datahub_access_tokens::store::{Condition, Filter, ListQuery, OwnerLimit, TokenField, TokenUse};
 use datahub_access_tokens::{
     AccessTokenDuration, CreateAccessTokenInput, Error, TokenService, TokenServiceConfig, TokenStore, Urn,
 };
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::common::{admin, drop_schema, eventually, fresh_schema, options, service, store};
 
@@ -405,5 +408,197 @@ pub async fn a_version_2_table_is_upgraded_in_place(url: String) {
         "a last-use update must not evict the id from other replicas' caches"
     );
     drop((writer, reader));
+    drop_schema(&admin, &schema).await;
+}
+
+/// A pool whose connections start every transaction at `isolation`, as a
+/// `default_transaction_isolation` set on the server, database or role
+/// would; checked, so a test using it cannot pass for the wrong reason.
+async fn pool_defaulting_to(url: &str, isolation: &str) -> PgPool {
+    let connect = PgConnectOptions::from_str(url)
+        .unwrap()
+        // The startup packet splits options at spaces unless escaped.
+        .options([("default_transaction_isolation", isolation.replace(' ', "\\ "))]);
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .connect_lazy_with(connect);
+    let default: String = sqlx::query_scalar("SHOW default_transaction_isolation")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(default, isolation, "the test pool's default isolation");
+    pool
+}
+
+/// Stores whose pool defaults to repeatable read (or serializable) keep
+/// every guarantee: the store must not depend on the pool's default.
+/// Under repeatable read a transaction's snapshot is taken by its first
+/// statement, so one that waits for a lock and then reads would miss
+/// what the lock's previous holder committed.
+pub async fn stricter_default_isolation_changes_nothing(url: String) {
+    let admin = admin(&url).await;
+    for isolation in ["repeatable read", "serializable"] {
+        let schemas = Arc::new(Mutex::new(Vec::new()));
+        conformance::run_all(|| {
+            let schema = fresh_schema("iso");
+            schemas.lock().unwrap().push(schema.clone());
+            let url = url.clone();
+            async move {
+                let pool = pool_defaulting_to(&url, isolation).await;
+                PostgresTokenStore::from_pool_with(pool, options(&schema))
+                    .await
+                    .expect("open the PostgreSQL store")
+            }
+        })
+        .await;
+        let created = std::mem::take(&mut *schemas.lock().unwrap());
+        for schema in created {
+            drop_schema(&admin, &schema).await;
+        }
+    }
+}
+
+/// Holds `n` connections of `pool` at once, so the racing calls that
+/// follow find them open instead of connecting one after another.
+async fn warm(pool: &PgPool, n: usize) {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(pool.acquire().await.unwrap());
+    }
+}
+
+/// Eight limited inserts for one owner racing, ten times over, on a store
+/// whose pool defaults to repeatable read: exactly one wins each round.
+/// (Before the fix every round let all eight in: the transaction's first
+/// statement waited for the owner's lock with a snapshot already taken.)
+pub async fn owner_limit_holds_under_repeatable_read(url: String) {
+    const RACERS: u64 = 8;
+    let admin = admin(&url).await;
+    let schema = fresh_schema("rrlimit");
+    let pool = pool_defaulting_to(&url, "repeatable read").await;
+    let store = PostgresTokenStore::from_pool_with(pool.clone(), options(&schema))
+        .await
+        .unwrap();
+    warm(&pool, RACERS as usize).await;
+    let limit = Some(OwnerLimit {
+        max_live: 1,
+        now_ms: 0,
+    });
+    for round in 0..10u64 {
+        let owner = format!("owner{round}");
+        let start = Arc::new(tokio::sync::Barrier::new(RACERS as usize));
+        let mut racers = tokio::task::JoinSet::new();
+        for n in 0..RACERS {
+            let (store, owner, start) = (store.clone(), owner.clone(), start.clone());
+            racers.spawn(async move {
+                start.wait().await;
+                let token = sample_token(round * RACERS + n, &owner, 0, None);
+                match store.insert_within_limit(token, limit).await {
+                    Ok(()) => true,
+                    Err(Error::LimitExceeded { .. }) => false,
+                    Err(e) => panic!("a limited insert failed with {}", error_chain(&e)),
+                }
+            });
+        }
+        let won = racers.join_all().await.into_iter().filter(|&won| won).count();
+        assert_eq!(won, 1, "round {round}: racing inserts past a limit of 1");
+        let query = ListQuery {
+            filters: vec![Filter::new(
+                TokenField::OwnerUrn,
+                Condition::Equal,
+                vec![format!("urn:li:corpuser:{owner}")],
+                false,
+            )
+            .unwrap()],
+            start: 0,
+            count: 100,
+        };
+        assert_eq!(store.list(&query).await.unwrap().total, 1, "round {round}");
+    }
+    drop(store);
+    drop_schema(&admin, &schema).await;
+}
+
+/// On pools defaulting to repeatable read, writers that wait for one
+/// another (replicas migrating one table, revoking or purging the same
+/// tokens, recording uses of the same token) still behave as if run one
+/// after another, instead of failing with serialization errors.
+pub async fn racing_writers_under_repeatable_read(url: String) {
+    const RACERS: usize = 8;
+    let admin = admin(&url).await;
+    let schema = fresh_schema("rrrace");
+    let pool = pool_defaulting_to(&url, "repeatable read").await;
+    warm(&pool, RACERS).await;
+    let start = Arc::new(tokio::sync::Barrier::new(4));
+    let opening: Vec<_> = (0..4)
+        .map(|_| {
+            let (pool, schema, start) = (pool.clone(), schema.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                PostgresTokenStore::from_pool_with(pool, options(&schema)).await
+            })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for handle in opening {
+        match handle.await.unwrap() {
+            Ok(store) => stores.push(store),
+            Err(e) => panic!("replicas opening one new table: {}", error_chain(&e)),
+        }
+    }
+    let store = stores.pop().unwrap();
+    drop(stores);
+
+    async fn race<T, F>(store: &PostgresTokenStore, call: fn(PostgresTokenStore) -> F) -> Vec<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, Error>> + Send + 'static,
+    {
+        let start = Arc::new(tokio::sync::Barrier::new(RACERS));
+        let mut racers = tokio::task::JoinSet::new();
+        for _ in 0..RACERS {
+            let (store, start) = (store.clone(), start.clone());
+            racers.spawn(async move {
+                start.wait().await;
+                call(store).await
+            });
+        }
+        let results = racers.join_all().await;
+        results
+            .into_iter()
+            .map(|result| result.unwrap_or_else(|e| panic!("a racing call failed: {}", error_chain(&e))))
+            .collect()
+    }
+
+    for n in 0..3 {
+        store.insert(sample_token(n, "alice", 0, Some(10))).await.unwrap();
+    }
+    let deleted = race(&store, |store| async move {
+        store.delete(&conformance::token_id(0)).await
+    })
+    .await;
+    assert_eq!(
+        deleted.iter().filter(|&&d| d).count(),
+        1,
+        "one delete finds the token"
+    );
+
+    let purged = race(&store, |store| async move { store.delete_expired(100).await }).await;
+    let mut purged: Vec<String> = purged.into_iter().flatten().collect();
+    purged.sort();
+    let mut want = vec![conformance::token_id(1), conformance::token_id(2)];
+    want.sort();
+    assert_eq!(purged, want, "each expired token is purged exactly once");
+
+    let token = sample_token(3, "alice", 0, None);
+    store.insert(token.clone()).await.unwrap();
+    race(&store, |store| async move {
+        let (id, at_ms) = (conformance::token_id(3), 1_000);
+        store.record_last_used(&[TokenUse { id, at_ms }]).await
+    })
+    .await;
+    let stored = store.get(&token.id).await.unwrap().unwrap();
+    assert_eq!(stored.info.last_used_at, Some(1_000));
+    drop(store);
     drop_schema(&admin, &schema).await;
 }

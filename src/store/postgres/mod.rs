@@ -173,8 +173,10 @@ pub struct CacheStats {
 ///   bypassed at most [`max staleness`](PostgresStoreOptions::with_max_staleness)
 ///   after the last proof that they flow.
 /// * **Database outages** make calls fail with [`Error::Storage`] within the
-///   operation timeout; each call is one statement, so nothing is ever
+///   operation timeout; each call is one transaction, so nothing is ever
 ///   half-written, and the pool and listener recover by themselves.
+/// * **Any default isolation.** Writes run at `READ COMMITTED` whatever
+///   `default_transaction_isolation` the server, role or pool sets.
 ///
 /// Clones share the pool, the cache and the listener. Create it inside a
 /// Tokio runtime; dropping the last clone stops the listener.
@@ -213,6 +215,13 @@ impl Drop for Inner {
         self.listener_task.abort();
     }
 }
+
+/// Begins every transaction that writes. A write can wait for a lock (the
+/// owner's, a row's, the migrations') and must then see what its holder
+/// committed; under repeatable read or serializable, which a server, database,
+/// role or pool may make the default, its snapshot predates the wait and it
+/// would count too few rows or fail with a serialization error.
+pub(super) const BEGIN_WRITE: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
 /// The fixed statements, with the table name filled in once.
 struct Statements {
@@ -488,7 +497,12 @@ impl TokenStore for PostgresTokenStore {
             .bind(info.last_used_at);
         let Some(limit) = limit else {
             let inserted = self
-                .timed("PostgreSQL: inserting a token", insert.execute(&self.inner.pool))
+                .timed("PostgreSQL: inserting a token", async {
+                    let mut tx = self.inner.pool.begin_with(BEGIN_WRITE).await?;
+                    let inserted = insert.execute(&mut *tx).await?;
+                    tx.commit().await?;
+                    Ok(inserted)
+                })
                 .await?;
             if inserted.rows_affected() == 0 {
                 return Err(Error::AlreadyExists { id: token.id });
@@ -496,14 +510,15 @@ impl TokenStore for PostgresTokenStore {
             cache.insert(&token.id, ticket);
             return Ok(());
         };
-        // One transaction: take the owner's lock, then count (a statement
-        // after the lock sees every insert committed before it) and insert.
+        // One transaction: take the owner's lock, then count (at read
+        // committed, a statement after the lock sees every insert committed
+        // before it) and insert.
         let statements = &self.inner.statements;
         let lock_key = format!("{} {}", self.inner.names.qualified, info.owner_urn);
         let max_live = i64::try_from(limit.max_live).unwrap_or(i64::MAX);
         let outcome = self
             .timed("PostgreSQL: inserting a token within its owner's limit", async {
-                let mut tx = self.inner.pool.begin().await?;
+                let mut tx = self.inner.pool.begin_with(BEGIN_WRITE).await?;
                 sqlx::query(&statements.lock_owner)
                     .bind(&lock_key)
                     .execute(&mut *tx)
@@ -553,7 +568,7 @@ impl TokenStore for PostgresTokenStore {
         let statements = &self.inner.statements;
         let outcome = self
             .timed("PostgreSQL: replacing a token", async {
-                let mut tx = self.inner.pool.begin().await?;
+                let mut tx = self.inner.pool.begin_with(BEGIN_WRITE).await?;
                 let deleted = sqlx::query(&statements.delete)
                     .bind(old_id)
                     .execute(&mut *tx)
@@ -643,12 +658,15 @@ impl TokenStore for PostgresTokenStore {
             return Ok(false);
         }
         let deleted = self
-            .timed(
-                "PostgreSQL: deleting a token",
-                sqlx::query(&self.inner.statements.delete)
+            .timed("PostgreSQL: deleting a token", async {
+                let mut tx = self.inner.pool.begin_with(BEGIN_WRITE).await?;
+                let deleted = sqlx::query(&self.inner.statements.delete)
                     .bind(id)
-                    .execute(&self.inner.pool),
-            )
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(deleted)
+            })
             .await;
         // Even a failed delete may have committed: forget the id either way.
         // The trigger tells the other replicas.
@@ -677,12 +695,15 @@ impl TokenStore for PostgresTokenStore {
 
     async fn delete_expired(&self, now_ms: i64) -> Result<Vec<String>> {
         let deleted: Result<Vec<String>> = self
-            .timed(
-                "PostgreSQL: deleting expired tokens",
-                sqlx::query_scalar(&self.inner.statements.delete_expired)
+            .timed("PostgreSQL: deleting expired tokens", async {
+                let mut tx = self.inner.pool.begin_with(BEGIN_WRITE).await?;
+                let deleted = sqlx::query_scalar(&self.inner.statements.delete_expired)
                     .bind(now_ms)
-                    .fetch_all(&self.inner.pool),
-            )
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(deleted)
+            })
             .await;
         let cache = &self.inner.shared.cache;
         match &deleted {
@@ -702,13 +723,15 @@ impl TokenStore for PostgresTokenStore {
         if ids.is_empty() {
             return Ok(());
         }
-        self.timed(
-            "PostgreSQL: recording when tokens were last used",
+        self.timed("PostgreSQL: recording when tokens were last used", async {
+            let mut tx = self.inner.pool.begin_with(BEGIN_WRITE).await?;
             sqlx::query(&self.inner.statements.record_last_used)
                 .bind(ids)
                 .bind(times)
-                .execute(&self.inner.pool),
-        )
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        })
         .await?;
         Ok(())
     }

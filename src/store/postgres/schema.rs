@@ -232,7 +232,9 @@ fn add_last_used(n: &Names) -> String {
 /// once, in order, in one transaction under an advisory lock, so replicas
 /// starting together do not race and a failure leaves nothing half-made.
 pub(super) async fn migrate(pool: &PgPool, names: &Names) -> Result<(), MigrateError> {
-    let mut tx = pool.begin().await?;
+    // Read committed, so that the reads after the lock see what the
+    // replica that held it committed.
+    let mut tx = pool.begin_with(super::BEGIN_WRITE).await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(names.lock_key())
         .execute(&mut *tx)
