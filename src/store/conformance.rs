@@ -767,7 +767,8 @@ pub async fn concurrent_inserts_never_exceed_the_owner_limit<S: TokenStore + ?Si
 }
 
 /// `replace(old, new)`: swaps the records; `NotFound` for a missing old id
-/// and `AlreadyExists` for a taken new id, changing nothing either way.
+/// and `AlreadyExists` for a taken new id (old's own id included), changing
+/// nothing either way.
 pub async fn replace_is_all_or_nothing(store: &dyn TokenStore) {
     let (one, two, three) = (
         sample_token(1, "alice", 10, Some(1_000)),
@@ -807,6 +808,22 @@ pub async fn replace_is_all_or_nothing(store: &dyn TokenStore) {
         Some(three.clone()),
         "a failed replace deletes nothing"
     );
+    let mut renamed = three.clone();
+    renamed.info.name = "renamed in place".into();
+    match store.replace(&three.id, renamed).await {
+        Err(Error::AlreadyExists { id }) => assert_eq!(id, three.id),
+        other => panic!("replacing a token by one with its own id must be AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(
+        store.get(&three.id).await.unwrap(),
+        Some(three.clone()),
+        "a replace by the same id changes nothing"
+    );
+    match store.replace(&four.id, four.clone()).await {
+        Err(Error::NotFound) => {}
+        other => panic!("replacing a missing id by itself must be NotFound, got {other:?}"),
+    }
+    assert_eq!(store.get(&four.id).await.unwrap(), None);
     let page = store.list(&ListQuery::all(100)).await.unwrap();
     assert_eq!(page.total, 2);
     assert_eq!(

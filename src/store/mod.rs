@@ -53,7 +53,8 @@ pub use query::{
 ///   `old` and inserts `new` as one step: no observer (and no crash) ever
 ///   sees both or neither. It fails with [`Error::NotFound`](crate::Error::NotFound)
 ///   if `old` is missing and `AlreadyExists` if `new`'s id is taken, and then
-///   changes nothing.
+///   changes nothing. `new` with `old`'s own id counts as taken: a record is
+///   never replaced in place (`AlreadyExists`, or `NotFound` if `old` is missing).
 /// * **Unique ids.** [`insert`](Self::insert) of an id already present fails
 ///   with [`Error::AlreadyExists`](crate::Error::AlreadyExists) and changes
 ///   nothing.

@@ -562,6 +562,23 @@ impl TokenStore for PostgresTokenStore {
         if !storable(old_id) {
             return Err(Error::NotFound);
         }
+        if new.id == old_id {
+            // Its id is taken by the record it would replace (the contract);
+            // deleting and reinserting would succeed.
+            let exists: bool = self
+                .timed(
+                    "PostgreSQL: replacing a token",
+                    sqlx::query_scalar(&self.inner.statements.exists)
+                        .bind(old_id)
+                        .fetch_one(&self.inner.pool),
+                )
+                .await?;
+            return Err(if exists {
+                Error::AlreadyExists { id: new.id }
+            } else {
+                Error::NotFound
+            });
+        }
         let cache = &self.inner.shared.cache;
         let ticket = cache.ticket(&new.id);
         let info = &new.info;
