@@ -360,12 +360,14 @@ impl FileTokenStore {
             .await
     }
 
-    /// Waits for every write submitted before, then refuses further writes
-    /// on every clone and releases the directory, so it can be opened again
-    /// at once. Dropping the last clone without closing is just as safe (every
-    /// acknowledged write is already durable); it releases the directory then.
+    /// Refuses further writes on every clone, waits for every write submitted
+    /// before, then releases the directory, so it can be opened again at
+    /// once. Dropping the last clone without closing is just as safe (every
+    /// acknowledged write is already durable); it releases the directory then,
+    /// as it does if this future is dropped before it finishes.
     pub async fn close(self) -> Result<()> {
-        let flushed = self.submit(|_, _| Ok(Plan::Wait(()))).await;
+        let flushed = self.submit(|_, _| Ok(Plan::Close(()))).await;
+        // Already closed or poisoned: nothing is queued, nothing more will be.
         self.shared.state().closed = true;
         let released = self.shared.lock.unlock().map_err(io_error(format!(
             "releasing the lock on {}",
@@ -500,6 +502,12 @@ impl FileTokenStore {
                 Plan::Done(answer) => return Ok(answer),
                 // Depends on a pending write: answer once it has landed.
                 Plan::Wait(answer) => (Apply::Barrier, answer),
+                // Closed in the step that queues the barrier, so no write can
+                // queue behind it and reach the log once the lock is released.
+                Plan::Close(answer) => {
+                    state.closed = true;
+                    (Apply::Barrier, answer)
+                }
                 Plan::Write(record, apply, answer) => {
                     state.queue.extend_from_slice(&record);
                     (apply, answer)
@@ -575,6 +583,8 @@ enum Plan<T> {
     Done(T),
     /// Answer after the writes queued so far have landed.
     Wait(T),
+    /// As `Wait`, and refuse every later write: the store is closing.
+    Close(T),
     /// Append this record, apply this change, then answer.
     Write(Vec<u8>, Apply, T),
 }

@@ -1,7 +1,7 @@
 //! Failure injection and group commit, which need the writer's insides.
 
 use std::io;
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -15,6 +15,8 @@ pub(super) struct Faults {
     sync: Mutex<Option<io::ErrorKind>>,
     /// Hold the next sync until this many ops have been submitted in all.
     hold_sync_until_submitted: Mutex<Option<u64>>,
+    /// Hold the next sync until the test sends or drops the other end.
+    sync_gate: Mutex<Option<mpsc::Receiver<()>>>,
 }
 
 impl Faults {
@@ -30,6 +32,10 @@ impl Faults {
                 assert!(Instant::now() < deadline, "the other writers never queued");
                 std::thread::sleep(Duration::from_millis(1));
             }
+        }
+        let gate = self.sync_gate.lock().unwrap().take();
+        if let Some(gate) = gate {
+            let _ = gate.recv();
         }
         self.sync.lock().unwrap().take()
     }
@@ -60,6 +66,13 @@ fn token(n: u64) -> StoredAccessToken {
 
 fn hold_sync_until_submitted(store: &FileTokenStore, ops: u64) {
     *store.shared.faults.hold_sync_until_submitted.lock().unwrap() = Some(ops);
+}
+
+/// Holds the store's next sync until the returned sender is used or dropped.
+fn hold_next_sync(store: &FileTokenStore) -> mpsc::Sender<()> {
+    let (open, gate) = mpsc::channel();
+    *store.shared.faults.sync_gate.lock().unwrap() = Some(gate);
+    open
 }
 
 fn storage_message(result: Result<()>) -> String {
@@ -296,4 +309,47 @@ async fn dropping_the_store_unlocks_even_while_a_copy_of_its_lock_lives() {
     let reopened = FileTokenStore::open(tmp.path()).await;
     drop(copy);
     reopened.expect("the dropped store let go of its lock");
+}
+
+/// close() must refuse writes from the moment it queues its barrier: a write
+/// queued behind the barrier would reach the log after close() released the
+/// directory, while another store may already have it open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_submitted_while_close_waits_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FileTokenStore::open(tmp.path()).await.unwrap();
+    let open_gate = hold_next_sync(&store);
+    let first = tokio::spawn({
+        let store = store.clone();
+        async move { store.insert(token(1)).await }
+    });
+    while store.shared.state().next_seq < 1 {
+        tokio::task::yield_now().await;
+    }
+    let closing = tokio::spawn(store.clone().close());
+    // The insert is held in its sync and close() has queued its barrier.
+    while store.shared.state().next_seq < 2 {
+        tokio::task::yield_now().await;
+    }
+    let late = tokio::spawn({
+        let store = store.clone();
+        async move { store.insert(token(2)).await }
+    });
+    // Refused at once, or (the bug) queued behind the barrier.
+    while !late.is_finished() && store.shared.state().next_seq < 3 {
+        tokio::task::yield_now().await;
+    }
+    drop(open_gate);
+    first.await.unwrap().unwrap();
+    closing.await.unwrap().unwrap();
+    let message = storage_message(late.await.unwrap());
+    assert!(message.contains("is closed"), "{message}");
+    drop(store);
+    let store = reopen(tmp.path()).await;
+    assert_eq!(store.get(&token(1).id).await.unwrap(), Some(token(1)));
+    assert_eq!(
+        store.get(&token(2).id).await.unwrap(),
+        None,
+        "nothing after close() reaches the log"
+    );
 }
