@@ -967,8 +967,9 @@ impl Shared {
     }
 
     /// Appends `bytes` and syncs. A failed write is undone (the file is cut
-    /// back), so the store stays usable; a failed sync leaves the file's
-    /// state unknown, so the store then refuses writes until reopened.
+    /// back), so the store stays usable; a failed sync is undone too, but
+    /// leaves the file's state unknown, so the store then refuses writes
+    /// until reopened.
     fn append(&self, writer: &mut Writer, bytes: &[u8]) -> Result<(), FileStoreError> {
         if bytes.is_empty() {
             return Ok(());
@@ -979,26 +980,47 @@ impl Shared {
                 reason,
             });
         }
-        let context = || format!("appending to {}", self.log_path.display());
+        let log = self.log_path.display();
         if let Err(e) = self.write_bytes(&mut writer.file, bytes) {
-            let len = writer.len;
-            let undone = writer
-                .file
-                .set_len(len)
-                .and_then(|()| writer.file.seek(SeekFrom::Start(len)));
-            if let Err(undo) = undone {
-                self.poison(format!("a failed append could not be undone: {undo}"));
+            let mut context = format!("appending to {log}");
+            if let Err(why) = self.undo_append(writer) {
+                self.poison(format!("{context} failed: {e}; {why}"));
+                context = format!("{context}; {why}");
             }
-            return Err(io_error(context())(e));
+            return Err(io_error(context)(e));
         }
         if let Err(e) = self.sync(&writer.file) {
-            self.poison(format!("fsync of {} failed: {e}", self.log_path.display()));
-            return Err(io_error(format!("syncing {}", self.log_path.display()))(e));
+            // Written but maybe not durable: cut off, so that writes reported
+            // as failed cannot come back on reopen. Poisoned all the same, as
+            // a failed fsync leaves the file's state unknown.
+            let mut context = format!("syncing {log}");
+            let mut reason = format!("fsync of {log} failed: {e}");
+            if let Err(why) = self.undo_append(writer) {
+                context = format!("{context}; {why}");
+                reason = format!("{reason}; {why}");
+            }
+            self.poison(reason);
+            return Err(io_error(context)(e));
         }
         writer.len += bytes.len() as u64;
         self.syncs.fetch_add(1, Ordering::Relaxed);
         self.log_bytes.store(writer.len, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Cuts the log back to its length before a failed batch, durably: the
+    /// kernel may have written some of the batch out already.
+    fn undo_append(&self, writer: &mut Writer) -> Result<(), String> {
+        let len = writer.len;
+        writer
+            .file
+            .set_len(len)
+            .and_then(|()| writer.file.seek(SeekFrom::Start(len)))
+            // fdatasync makes a changed length durable too.
+            .and_then(|_| self.sync(&writer.file))
+            .map_err(|undo| {
+                format!("cutting the failed batch back off failed too ({undo}), so it may reappear on reopen")
+            })
     }
 
     fn compaction_due(&self, writer: &Writer) -> bool {

@@ -12,7 +12,8 @@ use crate::urn::Urn;
 #[derive(Default)]
 pub(super) struct Faults {
     write: Mutex<Option<io::ErrorKind>>,
-    sync: Mutex<Option<io::ErrorKind>>,
+    /// Failures for the next syncs, in order.
+    sync: Mutex<Vec<io::ErrorKind>>,
     /// Hold the next sync until this many ops have been submitted in all.
     hold_sync_until_submitted: Mutex<Option<u64>>,
     /// Hold the next sync until the test sends or drops the other end.
@@ -37,7 +38,8 @@ impl Faults {
         if let Some(gate) = gate {
             let _ = gate.recv();
         }
-        self.sync.lock().unwrap().take()
+        let mut failures = self.sync.lock().unwrap();
+        (!failures.is_empty()).then(|| failures.remove(0))
     }
 }
 
@@ -46,7 +48,7 @@ fn inject_write(store: &FileTokenStore, kind: io::ErrorKind) {
 }
 
 fn inject_sync(store: &FileTokenStore, kind: io::ErrorKind) {
-    *store.shared.faults.sync.lock().unwrap() = Some(kind);
+    store.shared.faults.sync.lock().unwrap().push(kind);
 }
 
 fn token(n: u64) -> StoredAccessToken {
@@ -143,10 +145,48 @@ async fn a_failed_sync_makes_the_store_refuse_writes_cleanly() {
         "reads still work"
     );
     drop(store);
-    // Acknowledged data survives; the unacknowledged insert may or may not.
     let store = reopen(tmp.path()).await;
     assert_eq!(store.get(&token(1).id).await.unwrap(), Some(token(1)));
     store.insert(token(3)).await.unwrap();
+}
+
+/// A batch whose sync failed was reported as failed: its bytes, though
+/// written, must not come back when the store is reopened.
+#[tokio::test]
+async fn a_batch_whose_sync_failed_is_cut_off_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FileTokenStore::open(tmp.path()).await.unwrap();
+    store.insert(token(1)).await.unwrap();
+    let before = store.stats().log_bytes;
+    inject_sync(&store, io::ErrorKind::Other);
+    storage_message(store.insert(token(2)).await);
+    let log = tmp.path().join(LOG_FILE_NAME);
+    assert_eq!(fs::metadata(&log).unwrap().len(), before);
+    drop(store);
+    let store = reopen(tmp.path()).await;
+    assert_eq!(
+        store.get(&token(2).id).await.unwrap(),
+        None,
+        "a failed insert stays failed"
+    );
+    assert_eq!(store.stats().live_tokens, 1);
+}
+
+/// If the batch cannot be cut off either, the error says the failed write
+/// may come back, and the store stays poisoned.
+#[tokio::test]
+async fn a_failed_sync_that_cannot_be_undone_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FileTokenStore::open(tmp.path()).await.unwrap();
+    inject_sync(&store, io::ErrorKind::Other);
+    inject_sync(&store, io::ErrorKind::Other);
+    let message = storage_message(store.insert(token(1)).await);
+    assert!(message.contains("may reappear"), "{message}");
+    let refused = storage_message(store.insert(token(2)).await);
+    assert!(
+        refused.contains("may reappear") && refused.contains("reopen"),
+        "{refused}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
