@@ -258,13 +258,13 @@ async fn foreign_and_newer_files_are_refused() {
     std::fs::remove_file(&log).unwrap();
     log_with_records(tmp.path(), 1).await;
     let mut bytes = std::fs::read(&log).unwrap();
-    bytes[8..12].copy_from_slice(&4u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&5u32.to_le_bytes());
     let crc = crc32(&bytes[..12]);
     bytes[12..16].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&log, &bytes).unwrap();
     let message = open_error(FileTokenStore::open(tmp.path()).await);
-    assert!(message.contains("format version 4"), "{message}");
-    assert!(message.contains("reads versions 1 to 3"), "{message}");
+    assert!(message.contains("format version 5"), "{message}");
+    assert!(message.contains("reads versions 1 to 4"), "{message}");
 }
 
 // CRC-32 (IEEE), bit by bit: the test does not trust the crate's own.
@@ -373,8 +373,9 @@ async fn the_plaintext_token_never_reaches_the_disk() {
     assert_eq!(store.stats().live_tokens, 3);
 }
 
-/// A log as versions 1 and 2 wrote it, byte by byte from the format's
-/// documentation: tokens without `lastUsedAt`.
+/// A log as versions 1 to 3 wrote it, byte by byte from the format's
+/// documentation: records without batches, tokens without `lastUsedAt`
+/// before version 3.
 fn legacy_log(version: u32, tokens: &[StoredAccessToken], deleted: &[&str]) -> Vec<u8> {
     fn text(p: &mut Vec<u8>, s: &str) {
         p.extend_from_slice(&(s.len() as u32).to_le_bytes());
@@ -412,6 +413,9 @@ fn legacy_log(version: u32, tokens: &[StoredAccessToken], deleted: &[&str]) -> V
             }
             None => p.push(0),
         }
+        if version >= 3 {
+            p.push(0);
+        }
         record(&mut out, &p);
     }
     let mut p = vec![2u8];
@@ -423,16 +427,19 @@ fn legacy_log(version: u32, tokens: &[StoredAccessToken], deleted: &[&str]) -> V
     out
 }
 
-/// Logs of versions 1 and 2 open with every token, are upgraded to
-/// version 3 on open, and then take replace and last-used records that
-/// survive a reopen.
+/// Logs of versions 1 to 3 open with every token, are upgraded to
+/// version 4 (batches) on open, and then take replace and last-used records
+/// that survive a reopen.
 #[tokio::test]
-async fn version_1_and_2_logs_are_read_and_upgraded() {
-    for version in [1, 2] {
+async fn version_1_to_3_logs_are_read_and_upgraded() {
+    for version in [1, 2, 3] {
         let tmp = tempfile::tempdir().unwrap();
         let log = tmp.path().join(LOG_FILE_NAME);
         let tokens: Vec<_> = (0..5).map(token).collect();
-        std::fs::write(&log, legacy_log(version, &tokens, &[&token(4).id])).unwrap();
+        let mut bytes = legacy_log(version, &tokens, &[&token(4).id]);
+        // A torn tail, cut off as these versions always were.
+        bytes.extend_from_slice(&[40, 0, 0, 0, 1, 2, 3]);
+        std::fs::write(&log, bytes).unwrap();
 
         let store = open(tmp.path()).await;
         let mut expected: Vec<_> = (0..4).map(token).collect();
@@ -441,7 +448,7 @@ async fn version_1_and_2_logs_are_read_and_upgraded() {
         let header = std::fs::read(&log).unwrap();
         assert_eq!(
             u32::from_le_bytes(header[8..12].try_into().unwrap()),
-            3,
+            4,
             "version {version} is upgraded on open"
         );
         store.replace(&token(0).id, token(9)).await.unwrap();

@@ -9,7 +9,10 @@
 //! returns: its record is appended to the log and the log is `fdatasync`ed;
 //! after a rename (compaction, first creation) the directory is fsynced too.
 //! Concurrent writers share one fsync (group commit): while one batch is being
-//! synced the next one gathers every record submitted meanwhile. The
+//! synced the next one gathers every record submitted meanwhile. Each batch
+//! is written as one checksummed frame, and only after the one before it was
+//! synced, so a crash can damage only the last batch, which nobody was told
+//! had landed; it is then dropped whole on open (see the format below). The
 //! in-memory index (the same one [`MemoryTokenStore`]
 //! uses) changes only after a record is durable, so reads never show what a
 //! crash could take back.
@@ -27,17 +30,27 @@
 //! | `tokens.lock` | held with an exclusive OS lock while a store has the directory open |
 //! | `tokens.log.compact` | a compaction in progress; removed on open if a crash left it |
 //!
-//! # On-disk format of `tokens.log` (version 3)
+//! # On-disk format of `tokens.log` (version 4)
 //!
 //! All integers are little-endian. The file starts with a 16-byte header:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 0..8 | magic `DHATLOG\0` |
-//! | 8..12 | format version, `u32` (this build writes 3, reads 1 to 3) |
+//! | 8..12 | format version, `u32` (this build writes 4, reads 1 to 4) |
 //! | 12..16 | CRC-32 (IEEE) of bytes 0..12 |
 //!
-//! Records follow, one after another:
+//! Batches follow, one after another, each what one group commit wrote with
+//! one write and one `fdatasync` (a compaction writes its file as batches of
+//! about 1 MiB, but syncs it before renaming it into place):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0..8 | `len`: length of the records, `u64`, at least 9 |
+//! | 8..12 | CRC-32 of the 8 `len` bytes followed by the records |
+//! | 12..12+len | one or more records, back to back |
+//!
+//! A record:
 //!
 //! | bytes | field |
 //! |---|---|
@@ -51,7 +64,8 @@
 //! * `1` insert: `id`, `name`, `actorUrn`, `ownerUrn` (texts), `createdAt`
 //!   (`i64` ms), optional `expiresAt` (`i64` ms), optional `description`
 //!   (text), optional `lastUsedAt` (`i64` ms; version 3 on).
-//! * `2` delete: `u32` count, then that many token ids (texts).
+//! * `2` delete: `u32` count, then that many token ids (texts). A purge too
+//!   large for one payload is written as several delete records in its batch.
 //! * `3` replace (version 2 on): the `id` deleted (text), then the token
 //!   inserted, laid out as in an insert. One record, so a crash never leaves
 //!   half a rotation ([`TokenStore::replace`]).
@@ -59,19 +73,26 @@
 //!   token id (text) and the time it validated (`i64` ms); written only for
 //!   tokens present at that point of the log.
 //!
-//! Version 2 is version 3 without `lastUsedAt` and last-used records;
-//! version 1 is version 2 without replace records. An older log is read and
-//! then upgraded on open by a compaction (which writes a version 3 header),
-//! before anything can append a newer record to it.
+//! Version 3 is version 4 without batches: its records follow the header
+//! directly. Version 2 is version 3 without `lastUsedAt` and last-used
+//! records; version 1 is version 2 without replace records. An older log is
+//! read and then upgraded on open by a compaction (which writes a version 4
+//! header), before anything can append to it. Builds before version 4 refuse
+//! a version 4 log as newer.
 //!
 //! The plaintext token is never written: only its id and its info.
 //!
-//! Replaying the records in order rebuilds the store. On open, a record
-//! that is damaged or cut short with no intact record after it is the torn
-//! tail of a write that a crash interrupted, which was therefore never
-//! acknowledged: it is cut off. Damage followed by intact records is
-//! corruption and fails the open with the file and the byte offset, as do a
-//! foreign file and a newer format version.
+//! Replaying the batches in order rebuilds the store. On open, a batch that
+//! is damaged or cut short with no intact batch after it is the last batch,
+//! which a crash interrupted before its sync returned and which was
+//! therefore never acknowledged: it is cut off whole, however much of it
+//! reached the disk (after a power loss its pages may have landed in any
+//! order, a later record intact behind an earlier one lost). So each batch,
+//! and every call in it, takes effect entirely or not at all. Damage
+//! followed by an intact batch is corruption, as is a malformed record
+//! inside an intact batch; either fails the open with the file and the byte
+//! offsets, as do a foreign file and a newer format version. (Versions 1 to
+//! 3 apply the same rule record by record.)
 //!
 //! # Compaction
 //!
@@ -480,6 +501,7 @@ impl FileTokenStore {
     /// Decides an op under the state lock, queues its record, and waits for
     /// it to be durable. `decide` sees the index and the pending decisions.
     async fn submit<T>(&self, decide: impl FnOnce(&State, &Index) -> Result<Plan<T>>) -> Result<T> {
+        let max_payload = self.shared.max_payload();
         let (receiver, start, answer) = {
             let mut state = self.shared.state();
             if state.closed {
@@ -509,6 +531,16 @@ impl FileTokenStore {
                     (Apply::Barrier, answer)
                 }
                 Plan::Write(record, apply, answer) => {
+                    // The reader would take it for damage and refuse the log.
+                    if let Some(len) = format::oversized(&record, max_payload) {
+                        return Err(Error::invalid_input(format!(
+                            "a token store record of {len} bytes exceeds the limit of {max_payload}"
+                        )));
+                    }
+                    // Everything queued until the flusher takes it is one batch.
+                    if state.queue.is_empty() && !record.is_empty() {
+                        format::open_batch(&mut state.queue);
+                    }
                     state.queue.extend_from_slice(&record);
                     (apply, answer)
                 }
@@ -752,7 +784,7 @@ enum DecodedRecord {
     LastUsed(Vec<TokenUse>),
 }
 
-/// Checks and decodes every record, sending them on in batches; stops early
+/// Checks and decodes every record, sending them on in chunks; stops early
 /// if the receiver hangs up.
 fn decode_all(
     bytes: &[u8],
@@ -760,52 +792,146 @@ fn decode_all(
     damaged: &(impl Fn(usize, String) -> FileStoreError + Sync),
     sender: std::sync::mpsc::SyncSender<Decoded>,
 ) {
-    const BATCH: usize = 4096;
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut sink = Sink {
+        chunk: Vec::with_capacity(Sink::CHUNK),
+        sender,
+    };
+    let last = if version >= format::BATCH_VERSION {
+        match decode_batches(bytes, version, damaged, &mut sink) {
+            Some(last) => last,
+            None => return,
+        }
+    } else {
+        // Before batches: any record may be the start of the torn tail.
+        match decode_records(bytes, format::HEADER_LEN, version, damaged, &mut sink) {
+            Stop::End(len) => Decoded::End { len, torn: false },
+            Stop::Bad(offset, reason) => match format::intact_record_after(bytes, offset) {
+                Some(intact) => {
+                    let why = format!("{reason}, and an intact record follows at offset {intact}");
+                    Decoded::Failed(damaged(offset, why))
+                }
+                None => Decoded::End {
+                    len: offset,
+                    torn: true,
+                },
+            },
+            Stop::Failed(error) => Decoded::Failed(error),
+            Stop::HungUp => return,
+        }
+    };
+    // Records before a failure are sent first, so the error is the one at
+    // the lowest offset.
+    if sink.sender.send(Decoded::Records(sink.chunk)).is_ok() {
+        let _ = sink.sender.send(last);
+    }
+}
+
+/// Decodes a log of batches (version 4 on). A bad batch with no intact one
+/// after it is the torn tail, cut whole: however its pages reached the disk,
+/// none of it was acknowledged. `None` if the receiver hung up.
+fn decode_batches(
+    bytes: &[u8],
+    version: u32,
+    damaged: &impl Fn(usize, String) -> FileStoreError,
+    sink: &mut Sink,
+) -> Option<Decoded> {
     let mut offset = format::HEADER_LEN;
     let last = loop {
-        match format::read_slot(bytes, offset) {
-            format::Slot::End => {
+        match format::read_batch(bytes, offset) {
+            format::BatchSlot::End => {
                 break Decoded::End {
                     len: offset,
                     torn: false,
                 }
             }
+            format::BatchSlot::Batch { next } => {
+                let records = offset + format::BATCH_HEADER_LEN;
+                match decode_records(&bytes[..next], records, version, damaged, sink) {
+                    Stop::End(_) => offset = next,
+                    // The batch's checksum held, so this was written so: damage, not a tear.
+                    Stop::Bad(at, reason) => {
+                        let why = format!("{reason}, inside the intact batch at offset {offset}");
+                        break Decoded::Failed(damaged(at, why));
+                    }
+                    Stop::Failed(error) => break Decoded::Failed(error),
+                    Stop::HungUp => return None,
+                }
+            }
+            format::BatchSlot::Bad(reason) => {
+                break match format::intact_batch_after(bytes, offset) {
+                    Some(intact) => {
+                        let why = format!("{reason}, and an intact batch follows at offset {intact}");
+                        Decoded::Failed(damaged(offset, why))
+                    }
+                    None => Decoded::End {
+                        len: offset,
+                        torn: true,
+                    },
+                }
+            }
+        }
+    };
+    Some(last)
+}
+
+/// Where [`decode_records`] stopped.
+enum Stop {
+    /// At the end of the bytes, exactly.
+    End(usize),
+    /// At bytes that are not an intact record.
+    Bad(usize, &'static str),
+    /// At an intact record that does not decode.
+    Failed(FileStoreError),
+    /// The receiver hung up.
+    HungUp,
+}
+
+/// Decodes the records from `offset` to the end of `bytes` into `sink`.
+fn decode_records(
+    bytes: &[u8],
+    mut offset: usize,
+    version: u32,
+    damaged: &impl Fn(usize, String) -> FileStoreError,
+    sink: &mut Sink,
+) -> Stop {
+    loop {
+        match format::read_slot(bytes, offset) {
+            format::Slot::End => return Stop::End(offset),
             format::Slot::Record { payload, next } => {
                 let record = match format::decode(payload, version) {
                     Ok(format::Record::Insert(token)) => DecodedRecord::Insert(Arc::new(token)),
                     Ok(format::Record::Delete(ids)) => DecodedRecord::Delete(ids),
                     Ok(format::Record::Replace { old, new }) => DecodedRecord::Replace(old, Arc::new(new)),
                     Ok(format::Record::LastUsed(uses)) => DecodedRecord::LastUsed(uses),
-                    Err(why) => break Decoded::Failed(damaged(offset, why)),
+                    Err(why) => return Stop::Failed(damaged(offset, why)),
                 };
-                batch.push((offset, record));
-                if batch.len() == BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    if sender.send(Decoded::Records(full)).is_err() {
-                        return;
-                    }
+                if !sink.push(offset, record) {
+                    return Stop::HungUp;
                 }
                 offset = next;
             }
-            format::Slot::Bad(reason) => match format::intact_record_after(bytes, offset) {
-                Some(intact) => {
-                    let why = format!("{reason}, and an intact record follows at offset {intact}");
-                    break Decoded::Failed(damaged(offset, why));
-                }
-                None => {
-                    break Decoded::End {
-                        len: offset,
-                        torn: true,
-                    }
-                }
-            },
+            format::Slot::Bad(reason) => return Stop::Bad(offset, reason),
         }
-    };
-    // Records before a failure are sent first, so the error is the one at
-    // the lowest offset.
-    if sender.send(Decoded::Records(batch)).is_ok() {
-        let _ = sender.send(last);
+    }
+}
+
+/// Sends decoded records on in chunks.
+struct Sink {
+    chunk: Vec<(usize, DecodedRecord)>,
+    sender: std::sync::mpsc::SyncSender<Decoded>,
+}
+
+impl Sink {
+    const CHUNK: usize = 4096;
+
+    /// Adds a record; false if the receiver hung up.
+    fn push(&mut self, offset: usize, record: DecodedRecord) -> bool {
+        self.chunk.push((offset, record));
+        if self.chunk.len() < Self::CHUNK {
+            return true;
+        }
+        let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(Self::CHUNK));
+        self.sender.send(Decoded::Records(full)).is_ok()
     }
 }
 
@@ -850,18 +976,30 @@ impl Shared {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The longest payload a record may have.
+    fn max_payload(&self) -> usize {
+        #[cfg(test)]
+        if let Some(max) = self.faults.max_payload() {
+            return max;
+        }
+        format::MAX_PAYLOAD_LEN
+    }
+
     fn poison(&self, reason: String) {
         self.state().poisoned.get_or_insert(reason);
     }
 
     /// Writes, syncs and applies everything queued; returns the replies.
     fn flush_batch(&self) -> Vec<Reply> {
-        let (bytes, ops) = {
+        let (mut bytes, ops) = {
             let mut state = self.state();
             (std::mem::take(&mut state.queue), std::mem::take(&mut state.ops))
         };
         if ops.is_empty() {
             return Vec::new();
+        }
+        if !bytes.is_empty() {
+            format::seal_batch(&mut bytes);
         }
         let mut writer = self.writer();
         if let Err(failure) = self.append(&mut writer, &bytes) {
@@ -966,10 +1104,10 @@ impl Shared {
         replies
     }
 
-    /// Appends `bytes` and syncs. A failed write is undone (the file is cut
-    /// back), so the store stays usable; a failed sync is undone too, but
-    /// leaves the file's state unknown, so the store then refuses writes
-    /// until reopened.
+    /// Appends `bytes` (one sealed batch) and syncs. A failed write is undone
+    /// (the file is cut back), so the store stays usable; a failed sync is
+    /// undone too, but leaves the file's state unknown, so the store then
+    /// refuses writes until reopened.
     fn append(&self, writer: &mut Writer, bytes: &[u8]) -> Result<(), FileStoreError> {
         if bytes.is_empty() {
             return Ok(());
@@ -1043,19 +1181,32 @@ impl Shared {
                 .create(true)
                 .truncate(true)
                 .open(&tmp)?;
+            // One batch a chunk: the file is only renamed into place once
+            // synced whole, so its batches need not be atomic one by one.
             let mut chunk = Vec::with_capacity(COMPACT_CHUNK + 4096);
             chunk.extend_from_slice(&format::header());
+            let mut batch_at = chunk.len();
+            format::open_batch(&mut chunk);
             let mut len = 0u64;
             let index = self.memory.read();
             for token in index.values() {
                 format::encode_insert(&mut chunk, token);
                 if chunk.len() >= COMPACT_CHUNK {
+                    format::seal_batch(&mut chunk[batch_at..]);
                     self.write_bytes(&mut file, &chunk)?;
                     len += chunk.len() as u64;
                     chunk.clear();
+                    batch_at = 0;
+                    format::open_batch(&mut chunk);
                 }
             }
             drop(index);
+            if chunk.len() > batch_at + format::BATCH_HEADER_LEN {
+                format::seal_batch(&mut chunk[batch_at..]);
+            } else {
+                // A batch holds at least one record.
+                chunk.truncate(batch_at);
+            }
             self.write_bytes(&mut file, &chunk)?;
             len += chunk.len() as u64;
             self.sync(&file)?;
@@ -1198,6 +1349,7 @@ impl TokenStore for FileTokenStore {
     }
 
     async fn delete_expired(&self, now_ms: i64) -> Result<Vec<String>> {
+        let max_payload = self.shared.max_payload();
         self.submit(|state, index| {
             let expired = |at: Option<i64>| at.is_some_and(|at| at < now_ms);
             let mut ids: Vec<String> = index
@@ -1220,7 +1372,8 @@ impl TokenStore for FileTokenStore {
                 }
             } else {
                 let mut record = Vec::with_capacity(ids.len() * 50 + 16);
-                format::encode_delete(&mut record, ids.iter().map(String::as_str));
+                // Several records if need be: one batch, so still atomic.
+                format::encode_purge(&mut record, &ids, max_payload);
                 Plan::Write(record, Apply::Delete(ids.clone()), ids)
             })
         })

@@ -1,5 +1,6 @@
-//! The bytes of the token log: its header and its checksummed records (the
-//! layout is documented on the parent module).
+//! The bytes of the token log: its header, its checksummed batches and the
+//! checksummed records inside them (the layout is documented on the parent
+//! module).
 
 use crate::model::{DataHubAccessTokenInfo, StoredAccessToken};
 use crate::store::TokenUse;
@@ -8,16 +9,20 @@ use crate::urn::Urn;
 /// First bytes of every token log.
 pub(crate) const MAGIC: [u8; 8] = *b"DHATLOG\0";
 /// The format this build writes (and reads, along with older ones).
-pub(crate) const FORMAT_VERSION: u32 = 3;
+pub(crate) const FORMAT_VERSION: u32 = 4;
 /// The oldest format this build reads (version 1 lacks replace records,
-/// versions 1 and 2 lack last-used times).
+/// versions 1 and 2 lack last-used times, versions 1 to 3 lack batches).
 pub(crate) const OLDEST_VERSION: u32 = 1;
 /// Magic, version, header checksum.
 pub(crate) const HEADER_LEN: usize = 16;
 /// Payload length and checksum before each payload.
 pub(crate) const RECORD_HEADER_LEN: usize = 8;
-/// Largest payload accepted (a purge of millions of ids still fits).
+/// Largest payload accepted; writers split a larger purge into records.
 pub(crate) const MAX_PAYLOAD_LEN: usize = 1 << 30;
+/// Records come in batch frames (one per group commit) from this version on.
+pub(crate) const BATCH_VERSION: u32 = 4;
+/// Batch length (`u64`) and checksum before each batch's records.
+pub(crate) const BATCH_HEADER_LEN: usize = 12;
 
 const KIND_INSERT: u8 = 1;
 const KIND_DELETE: u8 = 2;
@@ -137,6 +142,60 @@ pub(crate) fn encode_delete<'a>(out: &mut Vec<u8>, ids: impl ExactSizeIterator<I
     });
 }
 
+/// Appends delete records for `ids` to `out`, as many as it takes to keep
+/// each payload within `max_payload` (an id longer than that still gets a
+/// record of its own, which [`oversized`] then reports). Written in one
+/// batch, they are applied all or not at all.
+pub(crate) fn encode_purge(out: &mut Vec<u8>, ids: &[String], max_payload: usize) {
+    let mut rest = ids;
+    loop {
+        // The kind byte and the count, then each id with its length.
+        let mut size = 5;
+        let fit = rest
+            .iter()
+            .take_while(|id| {
+                size += 4 + id.len();
+                size <= max_payload
+            })
+            .count();
+        let (part, after) = rest.split_at(fit.max(1).min(rest.len()));
+        encode_delete(out, part.iter().map(String::as_str));
+        if after.is_empty() {
+            return;
+        }
+        rest = after;
+    }
+}
+
+/// The length of the first payload over `max` in `records` (framed records
+/// back to back), if any.
+pub(crate) fn oversized(records: &[u8], max: usize) -> Option<usize> {
+    let mut at = 0;
+    while let Some(len) = records.get(at..at + 4) {
+        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+        if len > max {
+            return Some(len);
+        }
+        at += RECORD_HEADER_LEN + len;
+    }
+    None
+}
+
+/// Starts a batch at the end of `out`: room for its header, which
+/// [`seal_batch`] fills in once the batch's records follow.
+pub(crate) fn open_batch(out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0u8; BATCH_HEADER_LEN]);
+}
+
+/// Writes the header of `batch` (the room [`open_batch`] left, then the
+/// records): `len: u64 | crc32(len ‖ records)`.
+pub(crate) fn seal_batch(batch: &mut [u8]) {
+    let len = (batch.len() - BATCH_HEADER_LEN) as u64;
+    batch[..8].copy_from_slice(&len.to_le_bytes());
+    let crc = record_crc(&batch[..8], &batch[BATCH_HEADER_LEN..]);
+    batch[8..BATCH_HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// Writes `len | crc32(len ‖ payload) | payload`, the payload by `body`.
 fn frame(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
     let start = out.len();
@@ -213,12 +272,64 @@ pub(crate) fn read_slot(file: &[u8], offset: usize) -> Slot<'_> {
     }
 }
 
-/// Whether an intact record starts anywhere after `offset`. A crash can only
-/// tear the tail (the unacknowledged last batch), so damage followed by an
-/// intact record is corruption, never a torn write. A random byte run passes
-/// the CRC with odds of 2^-32, and zero fill never does (length 0 is refused).
+/// Whether an intact record starts anywhere after `offset` (logs before
+/// version 4). A crash can only tear the tail (the unacknowledged last batch),
+/// so damage followed by an intact record is corruption, never a torn write.
+/// A random byte run passes the CRC with odds of 2^-32, and zero fill never
+/// does (length 0 is refused).
 pub(crate) fn intact_record_after(file: &[u8], offset: usize) -> Option<usize> {
     (offset + 1..file.len()).find(|&p| matches!(read_slot(file, p), Slot::Record { .. }))
+}
+
+/// What lies at an offset of a log of version 4 on.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum BatchSlot {
+    /// The end of the file, exactly.
+    End,
+    /// An intact batch (checksum verified): its records lie between the
+    /// end of its header and `next`.
+    Batch { next: usize },
+    /// Bytes that are not an intact batch, and why.
+    Bad(&'static str),
+}
+
+/// Reads the batch frame starting at `offset` of `file`.
+pub(crate) fn read_batch(file: &[u8], offset: usize) -> BatchSlot {
+    let rest = &file[offset.min(file.len())..];
+    if rest.is_empty() {
+        return BatchSlot::End;
+    }
+    if rest.len() < BATCH_HEADER_LEN {
+        return BatchSlot::Bad("the batch header is cut short");
+    }
+    let len = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
+    let crc = u32::from_le_bytes(rest[8..12].try_into().expect("4 bytes"));
+    // A batch holds at least one record.
+    if len <= RECORD_HEADER_LEN as u64 {
+        return BatchSlot::Bad("the batch length is impossible");
+    }
+    // Checked against the bytes read, never trusted to size anything.
+    let end = usize::try_from(len)
+        .ok()
+        .and_then(|len| BATCH_HEADER_LEN.checked_add(len));
+    let Some(records) = end.and_then(|end| rest.get(BATCH_HEADER_LEN..end)) else {
+        return BatchSlot::Bad("the batch runs past the end of the file");
+    };
+    if crc != record_crc(&rest[..8], records) {
+        return BatchSlot::Bad("the batch checksum does not match");
+    }
+    BatchSlot::Batch {
+        next: offset + BATCH_HEADER_LEN + records.len(),
+    }
+}
+
+/// Whether an intact batch starts anywhere after `offset`. The writer starts
+/// a batch only once the one before it is synced, so a crash can only tear
+/// the last batch, and damage followed by an intact batch is corruption.
+/// Records inside a torn batch are no batch: their `u32` length and checksum,
+/// read as a `u64` length, run past the end of the file but with odds of 2^-32.
+pub(crate) fn intact_batch_after(file: &[u8], offset: usize) -> Option<usize> {
+    (offset + 1..file.len()).find(|&p| matches!(read_batch(file, p), BatchSlot::Batch { .. }))
 }
 
 /// Decodes a payload, whose checksum already matched, of a log of format `version`.
@@ -453,6 +564,90 @@ mod tests {
             None,
             "zero fill is never a record"
         );
+    }
+
+    /// A batch of the given records, sealed.
+    fn batch(records: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        open_batch(&mut out);
+        out.extend_from_slice(records);
+        seal_batch(&mut out);
+        out
+    }
+
+    #[test]
+    fn every_damage_to_a_batch_is_detected() {
+        let mut records = Vec::new();
+        encode_insert(&mut records, &token(Some("x"), Some(9)));
+        encode_delete(&mut records, ["a"].into_iter());
+        let out = batch(&records);
+        assert_eq!(read_batch(&out, 0), BatchSlot::Batch { next: out.len() });
+        assert_eq!(
+            &out[BATCH_HEADER_LEN..],
+            &records[..],
+            "the records inside as they are"
+        );
+        assert_eq!(read_batch(&out, out.len()), BatchSlot::End);
+        for i in 0..out.len() {
+            for bit in 0..8 {
+                let mut bad = out.clone();
+                bad[i] ^= 1 << bit;
+                assert!(
+                    matches!(read_batch(&bad, 0), BatchSlot::Bad(_)),
+                    "flip of bit {bit} of byte {i} went unnoticed"
+                );
+            }
+        }
+        for cut in 1..out.len() {
+            assert!(
+                matches!(read_batch(&out[..cut], 0), BatchSlot::Bad(_)),
+                "cut at {cut}"
+            );
+        }
+        // A length beyond any file is refused, not allocated or overflowed.
+        let mut huge = out.clone();
+        huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(read_batch(&huge, 0), BatchSlot::Bad(_)));
+        assert_eq!(
+            intact_batch_after(&[0u8; 4096], 0),
+            None,
+            "zero fill is never a batch"
+        );
+        // The records of a torn batch are not mistaken for a batch.
+        let mut torn = out.clone();
+        torn[BATCH_HEADER_LEN..BATCH_HEADER_LEN + 20].fill(0);
+        assert!(matches!(read_batch(&torn, 0), BatchSlot::Bad(_)));
+        assert_eq!(intact_batch_after(&torn, 0), None);
+        let mut two = torn.clone();
+        two.extend_from_slice(&out);
+        assert_eq!(intact_batch_after(&two, 0), Some(torn.len()));
+    }
+
+    #[test]
+    fn a_purge_is_split_within_the_payload_limit() {
+        // Each id takes 8 bytes, the kind and count 5.
+        let ids: Vec<String> = (0..10).map(|n| format!("id-{n}")).collect();
+        for (max, expected) in [(13, 10), (29, 4), (85, 1), (MAX_PAYLOAD_LEN, 1)] {
+            let mut out = Vec::new();
+            encode_purge(&mut out, &ids, max);
+            assert_eq!(oversized(&out, max), None, "limit {max}");
+            let mut all = Vec::new();
+            let mut at = 0;
+            let mut records = 0;
+            while let Slot::Record { payload, next } = read_slot(&out, at) {
+                match decode(payload, FORMAT_VERSION).unwrap() {
+                    Record::Delete(ids) => all.extend(ids),
+                    other => panic!("limit {max}: expected a delete, got {other:?}"),
+                }
+                records += 1;
+                at = next;
+            }
+            assert_eq!((at, records), (out.len(), expected), "limit {max}");
+            assert_eq!(all, ids, "limit {max}");
+        }
+        let mut out = Vec::new();
+        encode_purge(&mut out, &ids, 29);
+        assert_eq!(oversized(&out, 28), Some(29));
     }
 
     #[test]

@@ -18,9 +18,15 @@ pub(super) struct Faults {
     hold_sync_until_submitted: Mutex<Option<u64>>,
     /// Hold the next sync until the test sends or drops the other end.
     sync_gate: Mutex<Option<mpsc::Receiver<()>>>,
+    /// A payload limit for the writer far below the real one.
+    max_payload: Mutex<Option<usize>>,
 }
 
 impl Faults {
+    pub(super) fn max_payload(&self) -> Option<usize> {
+        *self.max_payload.lock().unwrap()
+    }
+
     pub(super) fn take_write(&self) -> Option<io::ErrorKind> {
         self.write.lock().unwrap().take()
     }
@@ -64,6 +70,68 @@ fn token(n: u64) -> StoredAccessToken {
             last_used_at: None,
         },
     }
+}
+
+fn limit_payload(store: &FileTokenStore, max: usize) {
+    *store.shared.faults.max_payload.lock().unwrap() = Some(max);
+}
+
+fn expiring(n: u64, at: i64) -> StoredAccessToken {
+    let mut token = token(n);
+    token.info.expires_at = Some(at);
+    token
+}
+
+/// A batch in the log: its offset, and the offset and payload length of
+/// each of its records.
+#[derive(Debug)]
+struct LogBatch {
+    at: u64,
+    records: Vec<(u64, usize)>,
+}
+
+/// The batches of an intact log.
+fn batches(log: &Path) -> Vec<LogBatch> {
+    let bytes = fs::read(log).unwrap();
+    let mut offset = format::HEADER_LEN;
+    let mut found = Vec::new();
+    while let format::BatchSlot::Batch { next } = format::read_batch(&bytes, offset) {
+        let mut records = Vec::new();
+        let mut at = offset + format::BATCH_HEADER_LEN;
+        while let format::Slot::Record { payload, next } = format::read_slot(&bytes[..next], at) {
+            records.push((at as u64, payload.len()));
+            at = next;
+        }
+        assert_eq!(at, next, "the batch at {offset} holds only intact records");
+        found.push(LogBatch {
+            at: offset as u64,
+            records,
+        });
+        offset = next;
+    }
+    assert_eq!(offset, bytes.len(), "the log holds only intact batches");
+    found
+}
+
+/// A store holding tokens 0 to 19, expiring at 10, whose last batch is a
+/// purge of all of them in several records; returns the log's length
+/// before the purge. Closed again.
+async fn log_ending_in_a_large_purge(dir: &Path) -> u64 {
+    let store = FileTokenStore::open(dir).await.unwrap();
+    limit_payload(&store, 200);
+    for n in 0..20 {
+        store.insert(expiring(n, 10)).await.unwrap();
+    }
+    let before = store.stats().log_bytes;
+    assert_eq!(store.delete_expired(100).await.unwrap().len(), 20);
+    drop(store);
+    before
+}
+
+fn zero(log: &Path, at: u64, len: usize) {
+    let mut bytes = fs::read(log).unwrap();
+    bytes[at as usize..at as usize + len].fill(0);
+    fs::write(log, bytes).unwrap();
 }
 
 fn hold_sync_until_submitted(store: &FileTokenStore, ops: u64) {
@@ -391,5 +459,185 @@ async fn a_write_submitted_while_close_waits_is_refused() {
         store.get(&token(2).id).await.unwrap(),
         None,
         "nothing after close() reaches the log"
+    );
+}
+
+/// A purge too large for one record is written as several, each within the
+/// reader's limit, all in one batch, and replays whole.
+#[tokio::test]
+async fn a_large_purge_is_split_into_records_the_reader_accepts() {
+    const MAX: usize = 200;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FileTokenStore::open(tmp.path()).await.unwrap();
+    limit_payload(&store, MAX);
+    for n in 0..20 {
+        store.insert(expiring(n, 10)).await.unwrap();
+    }
+    store.insert(expiring(99, 1000)).await.unwrap();
+    let purged = store.delete_expired(100).await.unwrap();
+    assert_eq!(purged.len(), 20);
+    let log = tmp.path().join(LOG_FILE_NAME);
+    let batches = batches(&log);
+    assert_eq!(batches.len(), 22, "one batch a write: {batches:?}");
+    let purge = &batches[21].records;
+    assert!(purge.len() > 1, "the purge took several records: {purge:?}");
+    for batch in &batches {
+        for &(offset, len) in &batch.records {
+            assert!(len <= MAX, "the record at {offset} has a payload of {len} bytes");
+        }
+    }
+    drop(store);
+    let store = reopen(tmp.path()).await;
+    assert_eq!(store.stats().live_tokens, 1);
+    assert_eq!(store.get(&token(99).id).await.unwrap(), Some(expiring(99, 1000)));
+}
+
+/// A crash that keeps only part of a purge's batch (cut anywhere in it)
+/// leaves a purge that was never acknowledged: it deletes nothing, and the
+/// batch is cut off like any torn tail.
+#[tokio::test]
+async fn a_purge_cut_short_deletes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let before = log_ending_in_a_large_purge(tmp.path()).await;
+    let log = tmp.path().join(LOG_FILE_NAME);
+    let full = fs::read(&log).unwrap();
+    let purge = batches(&log).pop().unwrap();
+    assert_eq!(purge.at, before);
+    let (last, len) = *purge.records.last().unwrap();
+    // In its header, in its first record, at its last record, inside it.
+    for cut in [
+        before + 5,
+        before + 30,
+        last,
+        last + len as u64 / 2,
+        full.len() as u64 - 1,
+    ] {
+        fs::write(&log, &full[..cut as usize]).unwrap();
+        let store = reopen(tmp.path()).await;
+        assert_eq!(store.stats().live_tokens, 20, "cut at {cut}");
+        assert_eq!(
+            fs::metadata(&log).unwrap().len(),
+            before,
+            "cut at {cut}: the batch is cut off"
+        );
+        // And the log takes appends again after the cut.
+        store.insert(token(50)).await.unwrap();
+        drop(store);
+        assert_eq!(reopen(tmp.path()).await.stats().live_tokens, 21, "cut at {cut}");
+    }
+}
+
+/// Power loss: the pages of an unsynced batch may reach the disk out of
+/// order, so an earlier record of the last batch can read as zeros while a
+/// later one is intact. Nothing of that batch was acknowledged: the open
+/// drops the batch whole and keeps everything before it.
+#[tokio::test]
+async fn a_last_batch_with_a_lost_page_is_dropped_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let before = log_ending_in_a_large_purge(tmp.path()).await;
+    let log = tmp.path().join(LOG_FILE_NAME);
+    let purge = batches(&log).pop().unwrap();
+    let (first, len) = purge.records[0];
+    let (later, _) = *purge.records.last().unwrap();
+    zero(&log, first, format::RECORD_HEADER_LEN + len);
+    let bytes = fs::read(&log).unwrap();
+    assert!(
+        matches!(
+            format::read_slot(&bytes, later as usize),
+            format::Slot::Record { .. }
+        ),
+        "a later record of the batch is intact"
+    );
+    let store = reopen(tmp.path()).await;
+    assert_eq!(store.stats().live_tokens, 20, "the purge is dropped whole");
+    for n in 0..20 {
+        assert_eq!(store.get(&token(n).id).await.unwrap(), Some(expiring(n, 10)));
+    }
+    assert_eq!(fs::metadata(&log).unwrap().len(), before, "the batch is cut off");
+    store.insert(token(50)).await.unwrap();
+    drop(store);
+    assert_eq!(reopen(tmp.path()).await.stats().live_tokens, 21);
+}
+
+/// The same loss in a batch that another batch follows is corruption: that
+/// batch was synced before the next one was written. The open fails, naming
+/// both offsets, and changes nothing.
+#[tokio::test]
+async fn damage_in_a_batch_followed_by_an_intact_one_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let before = log_ending_in_a_large_purge(tmp.path()).await;
+    let log = tmp.path().join(LOG_FILE_NAME);
+    let after = fs::metadata(&log).unwrap().len();
+    reopen(tmp.path()).await.insert(token(50)).await.unwrap();
+    let purge = batches(&log).swap_remove(20);
+    let (first, len) = purge.records[0];
+    zero(&log, first, format::RECORD_HEADER_LEN + len);
+    let bytes = fs::read(&log).unwrap();
+    let message = match FileTokenStore::open(tmp.path()).await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a log damaged before its last batch opened"),
+    };
+    assert!(
+        message.contains(&format!("damaged at offset {before}"))
+            && message.contains(&format!("intact batch follows at offset {after}")),
+        "{message}"
+    );
+    assert_eq!(fs::read(&log).unwrap(), bytes, "a failed open changes nothing");
+}
+
+/// Any other record over the reader's limit is refused rather than written:
+/// the reader would take it for damage and refuse the log.
+#[tokio::test]
+async fn a_record_over_the_limit_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FileTokenStore::open(tmp.path()).await.unwrap();
+    limit_payload(&store, 200);
+    let mut big = token(1);
+    big.info.description = Some("x".repeat(200));
+    let before = store.stats().log_bytes;
+    match store.insert(big).await {
+        Err(Error::InvalidInput(message)) => assert!(message.contains("exceeds"), "{message}"),
+        other => panic!("expected invalid input, got {other:?}"),
+    }
+    assert_eq!(store.stats().log_bytes, before);
+    store.insert(token(2)).await.unwrap();
+    assert_eq!(store.stats().live_tokens, 1);
+}
+
+/// A compaction writes batches too, several for a large store, and the
+/// compacted log replays whole.
+#[tokio::test]
+async fn a_compacted_log_is_batches_that_replay_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FileTokenStore::open(tmp.path()).await.unwrap();
+    store.insert(token(0)).await.unwrap();
+    drop(store);
+    // Enough tokens for several chunks of COMPACT_CHUNK, appended as one
+    // batch (far quicker than as many synced inserts).
+    let count = 2 * COMPACT_CHUNK as u64 / 100;
+    let mut batch = Vec::new();
+    format::open_batch(&mut batch);
+    for n in 1..count {
+        format::encode_insert(&mut batch, &token(n));
+    }
+    format::seal_batch(&mut batch);
+    let log = tmp.path().join(LOG_FILE_NAME);
+    File::options()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(&batch)
+        .unwrap();
+    let store = reopen(tmp.path()).await;
+    assert_eq!(store.stats().live_tokens, count as usize);
+    store.compact().await.unwrap();
+    let batches = batches(&log);
+    assert!(batches.len() > 1, "{} batches", batches.len());
+    drop(store);
+    let store = reopen(tmp.path()).await;
+    assert_eq!(store.stats().live_tokens, count as usize);
+    assert_eq!(
+        store.get(&token(count - 1).id).await.unwrap(),
+        Some(token(count - 1))
     );
 }
