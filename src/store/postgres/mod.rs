@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::Row;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
 use tokio::task::JoinHandle;
 
 use super::{ListPage, ListQuery, OwnerLimit, TokenStore, TokenUse};
@@ -176,7 +177,10 @@ pub struct CacheStats {
 ///   operation timeout; each call is one transaction, so nothing is ever
 ///   half-written, and the pool and listener recover by themselves.
 /// * **Any default isolation.** Writes run at `READ COMMITTED` whatever
-///   `default_transaction_isolation` the server, role or pool sets.
+///   `default_transaction_isolation` the server, role or pool sets. Where
+///   that is already the default (PostgreSQL's own), as checked when the
+///   store opens, a write of one statement runs on its own; elsewhere in a
+///   transaction, two round trips more.
 ///
 /// Clones share the pool, the cache and the listener. Create it inside a
 /// Tokio runtime; dropping the last clone stops the listener.
@@ -208,6 +212,10 @@ struct Inner {
     shared: Arc<Shared>,
     operation_timeout: Duration,
     listener_task: JoinHandle<()>,
+    /// Whether the pool's connections run a lone statement at READ
+    /// COMMITTED (checked when the store opened), so that a write of one
+    /// statement needs no transaction of its own (see [`BEGIN_WRITE`]).
+    read_committed_by_default: bool,
 }
 
 impl Drop for Inner {
@@ -222,6 +230,43 @@ impl Drop for Inner {
 /// role or pool may make the default, its snapshot predates the wait and it
 /// would count too few rows or fail with a serialization error.
 pub(super) const BEGIN_WRITE: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
+/// A connection for a write of one statement: a bare one where connections
+/// default to READ COMMITTED, else a READ COMMITTED transaction (two round
+/// trips more, paid only where a stricter default is set).
+enum WriteConnection {
+    Bare(PoolConnection<Postgres>),
+    Transaction(Transaction<'static, Postgres>),
+}
+
+impl WriteConnection {
+    /// Commits, if there is a transaction to commit.
+    async fn finish(self) -> sqlx::Result<()> {
+        match self {
+            WriteConnection::Bare(_) => Ok(()),
+            WriteConnection::Transaction(tx) => tx.commit().await,
+        }
+    }
+}
+
+impl std::ops::Deref for WriteConnection {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        match self {
+            WriteConnection::Bare(conn) => conn,
+            WriteConnection::Transaction(tx) => tx,
+        }
+    }
+}
+
+impl std::ops::DerefMut for WriteConnection {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match self {
+            WriteConnection::Bare(conn) => conn,
+            WriteConnection::Transaction(tx) => tx,
+        }
+    }
+}
 
 /// The fixed statements, with the table name filled in once.
 struct Statements {
@@ -323,6 +368,15 @@ impl PostgresTokenStore {
         let listener = listener::connect(&shared).await.map_err(|e| {
             Error::storage(format!("PostgreSQL: listening on channel {:?}", names.channel), e)
         })?;
+        // What a lone statement runs at; checked once, as it is set on the
+        // server, database or role, or by the pool's connect options.
+        let context = "PostgreSQL: reading the default isolation level";
+        let isolation = sqlx::query_scalar("SELECT current_setting('default_transaction_isolation')");
+        let isolation: String = match tokio::time::timeout(timeout, isolation.fetch_one(&pool)).await {
+            Ok(Ok(isolation)) => isolation,
+            Ok(Err(e)) => return Err(Error::storage(context, e)),
+            Err(_) => return Err(Error::storage(context, TimedOut(timeout))),
+        };
         listener::resynchronized(&shared);
         let listener_task = tokio::spawn(listener::run(shared.clone(), listener));
         Ok(PostgresTokenStore {
@@ -333,7 +387,18 @@ impl PostgresTokenStore {
                 shared,
                 operation_timeout: timeout,
                 listener_task,
+                read_committed_by_default: isolation == "read committed",
             }),
+        })
+    }
+
+    /// A connection for a write of one statement (see [`WriteConnection`]);
+    /// call [`WriteConnection::finish`] after the statement.
+    async fn write_connection(&self) -> sqlx::Result<WriteConnection> {
+        Ok(if self.inner.read_committed_by_default {
+            WriteConnection::Bare(self.inner.pool.acquire().await?)
+        } else {
+            WriteConnection::Transaction(self.inner.pool.begin_with(BEGIN_WRITE).await?)
         })
     }
 
@@ -498,9 +563,9 @@ impl TokenStore for PostgresTokenStore {
         let Some(limit) = limit else {
             let inserted = self
                 .timed("PostgreSQL: inserting a token", async {
-                    let mut tx = self.inner.pool.begin_with(BEGIN_WRITE).await?;
-                    let inserted = insert.execute(&mut *tx).await?;
-                    tx.commit().await?;
+                    let mut conn = self.write_connection().await?;
+                    let inserted = insert.execute(&mut *conn).await?;
+                    conn.finish().await?;
                     Ok(inserted)
                 })
                 .await?;
@@ -676,12 +741,12 @@ impl TokenStore for PostgresTokenStore {
         }
         let deleted = self
             .timed("PostgreSQL: deleting a token", async {
-                let mut tx = self.inner.pool.begin_with(BEGIN_WRITE).await?;
+                let mut conn = self.write_connection().await?;
                 let deleted = sqlx::query(&self.inner.statements.delete)
                     .bind(id)
-                    .execute(&mut *tx)
+                    .execute(&mut *conn)
                     .await?;
-                tx.commit().await?;
+                conn.finish().await?;
                 Ok(deleted)
             })
             .await;
@@ -713,12 +778,12 @@ impl TokenStore for PostgresTokenStore {
     async fn delete_expired(&self, now_ms: i64) -> Result<Vec<String>> {
         let deleted: Result<Vec<String>> = self
             .timed("PostgreSQL: deleting expired tokens", async {
-                let mut tx = self.inner.pool.begin_with(BEGIN_WRITE).await?;
+                let mut conn = self.write_connection().await?;
                 let deleted = sqlx::query_scalar(&self.inner.statements.delete_expired)
                     .bind(now_ms)
-                    .fetch_all(&mut *tx)
+                    .fetch_all(&mut *conn)
                     .await?;
-                tx.commit().await?;
+                conn.finish().await?;
                 Ok(deleted)
             })
             .await;
@@ -741,13 +806,13 @@ impl TokenStore for PostgresTokenStore {
             return Ok(());
         }
         self.timed("PostgreSQL: recording when tokens were last used", async {
-            let mut tx = self.inner.pool.begin_with(BEGIN_WRITE).await?;
+            let mut conn = self.write_connection().await?;
             sqlx::query(&self.inner.statements.record_last_used)
                 .bind(ids)
                 .bind(times)
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await?;
-            tx.commit().await
+            conn.finish().await
         })
         .await?;
         Ok(())
