@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_graphql::{Request, Variables};
 use datahub_access_tokens::graphql::{schema, AccessTokenSchema, Caller, MAX_QUERY_DEPTH};
+use datahub_access_tokens::store::MAX_COUNT;
 use datahub_access_tokens::{
     DataHubTokenService, MemoryTokenStore, Policies, TokenServiceConfig, Urn, UNAUTHORIZED_MESSAGE,
 };
@@ -343,6 +344,38 @@ async fn document_errors_are_400_bad_request() {
     );
     let response = run(&schema, "datahub", &too_deep, json!({})).await;
     assert_eq!(first_error(&response).1, 400, "{response}");
+}
+
+#[tokio::test]
+async fn aliased_listings_cannot_multiply_the_work() {
+    let schema = memory_schema();
+    let page = |alias: String, count: usize| {
+        format!(
+            "{alias}: listAccessTokens(input: {{count: {count}}}) {{ start count total tokens \
+             {{ urn type id name description actorUrn ownerUrn createdAt expiresAt lastUsedAt }} }}"
+        )
+    };
+    // One page of the largest count, every field: allowed.
+    let one = format!("{{ {} }}", page("a".into(), MAX_COUNT));
+    let response = run(&schema, "datahub", &one, json!({})).await;
+    assert!(response.get("errors").is_none(), "{response}");
+    // Two such pages, or a thousand default ones under aliases, would each
+    // answer with more than one largest page: refused before any runs.
+    let thousand: Vec<String> = (0..1000).map(|n| page(format!("a{n}"), 20)).collect();
+    for query in [
+        format!(
+            "{{ {} {} }}",
+            page("a".into(), MAX_COUNT),
+            page("b".into(), MAX_COUNT)
+        ),
+        format!("{{ {} }}", thousand.join(" ")),
+    ] {
+        let response = run(&schema, "datahub", &query, json!({})).await;
+        let (message, code, kind) = first_error(&response);
+        assert_eq!((code, kind), (400, "BAD_REQUEST"), "{response}");
+        assert!(message.contains("too complex"), "{message}");
+        assert_eq!(response["data"], Value::Null, "{response}");
+    }
 }
 
 #[tokio::test]

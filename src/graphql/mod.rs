@@ -67,6 +67,13 @@ pub type AccessTokenSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 /// Deepest selection nesting accepted (GraphiQL's introspection query needs 13).
 pub const MAX_QUERY_DEPTH: usize = 32;
 
+/// Most work one request may ask for, in async-graphql's complexity: one
+/// per field selected, and a listing's selection once per token its page
+/// may hold. One page of the largest count with every field (about
+/// 140,000) fits; aliases that repeat a listing do not multiply the
+/// response beyond that.
+pub const MAX_QUERY_COMPLEXITY: usize = 20 * crate::store::MAX_COUNT;
+
 /// The authenticated user a request runs as; put it in the request's data
 /// (`async_graphql::Request::data`). The HTTP router does this for you.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,5 +85,6 @@ pub fn schema(service: Arc<dyn TokenService>) -> AccessTokenSchema {
         .data(service)
         .extension(extension::RequestErrorsFactory)
         .limit_depth(MAX_QUERY_DEPTH)
+        .limit_complexity(MAX_QUERY_COMPLEXITY)
         .finish()
 }

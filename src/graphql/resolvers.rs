@@ -41,6 +41,7 @@ pub struct QueryRoot;
 impl QueryRoot {
     /// Lists access tokens. Without "Manage All Access Tokens", the filters
     /// must include `ownerUrn` equal to exactly the caller.
+    #[graphql(complexity = "input.page_size() * child_complexity")]
     async fn list_access_tokens(
         &self,
         ctx: &Context<'_>,

@@ -209,6 +209,16 @@ pub(crate) struct ListAccessTokenInput {
     filters: Option<Vec<FacetFilterInput>>,
 }
 
+impl ListAccessTokenInput {
+    /// The most tokens its page can hold: the query's complexity counts the
+    /// selection once for each (a count out of range is refused later).
+    pub(crate) fn page_size(&self) -> usize {
+        self.count.map_or(crate::store::DEFAULT_COUNT, |count| {
+            usize::try_from(count).unwrap_or(0).min(crate::store::MAX_COUNT)
+        })
+    }
+}
+
 impl From<ListAccessTokenInput> for model::ListAccessTokenInput {
     fn from(i: ListAccessTokenInput) -> Self {
         model::ListAccessTokenInput {
