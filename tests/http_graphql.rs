@@ -296,4 +296,24 @@ async fn graphiql_is_served_for_browsers() {
         .unwrap()
         .starts_with("text/html"));
     assert!(reply.body.contains("GraphiQL.createFetcher"), "{}", reply.body);
+    // The page handles tokens: every script and style it loads from elsewhere
+    // is an exact version, pinned by its hash.
+    let loads: Vec<&str> = reply.body.split("https://").skip(1).collect();
+    assert_eq!(loads.len(), 4, "{}", reply.body);
+    for load in loads {
+        let (url, rest) = load.split_once('"').unwrap();
+        let version = url
+            .split('@')
+            .nth(1)
+            .and_then(|v| v.split('/').next())
+            .unwrap_or("");
+        assert_eq!(
+            version.split('.').filter(|n| n.parse::<u32>().is_ok()).count(),
+            3,
+            "{url}"
+        );
+        let tag = rest.split('>').next().unwrap();
+        assert!(tag.contains(r#"integrity="sha384-"#), "{url}: {tag}");
+        assert!(tag.contains(r#"crossorigin="anonymous""#), "{url}: {tag}");
+    }
 }

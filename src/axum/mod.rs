@@ -56,8 +56,8 @@ const GRAPHIQL_HTML: &str = include_str!("graphiql.html");
 ///   is `400`, a body over the limit `413`, a body that is not
 ///   `application/json` `415`, and a failed authentication `401`.
 /// * `GET /api/graphiql`: a GraphiQL page for trying the API in a browser
-///   (it loads GraphiQL from unpkg.com); [`with_graphiql`](Self::with_graphiql)
-///   turns it off.
+///   (it loads exact versions of GraphiQL and React from unpkg.com, each
+///   pinned by its hash); [`with_graphiql`](Self::with_graphiql) turns it off.
 #[derive(Debug, Clone)]
 pub struct GraphQlApi {
     authenticator: BearerAuthenticator,
