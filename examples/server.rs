@@ -39,8 +39,14 @@
 //! `--insecure-trust-actor-header` trusts `X-DataHub-Actor: <user urn>` as
 //! DataHub does with authentication disabled: anyone who can reach the port
 //! can act as anyone. It prints a warning at start. Expired tokens are
-//! purged hourly, like DataHub's cleanup job. Ctrl-C stops the server
-//! cleanly (the store is closed and its lock released).
+//! purged hourly, like DataHub's cleanup job.
+//!
+//! A client gets 30 s to send a request's headers and 30 s for the whole
+//! request, so a stalled or slow client cannot hold a connection forever.
+//! Ctrl-C (or SIGTERM, what `docker stop` and systemd send) stops the
+//! server: it stops accepting, waits for open requests at most 10 s
+//! (`--grace-period SECONDS`; a second Ctrl-C stops waiting), then records
+//! when tokens were last used and closes the store (its lock released).
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -48,7 +54,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::Request;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -57,8 +66,12 @@ use datahub_access_tokens::axum::{Authenticated, BearerAuthenticator, GraphQlApi
 use datahub_access_tokens::{
     DataHubTokenService, FileTokenStore, Policies, TokenService, TokenServiceConfig, TokenStore,
 };
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The command line.
@@ -83,6 +96,10 @@ pub struct Options {
     /// does with authentication disabled. Only on a machine you trust.
     #[arg(long)]
     pub insecure_trust_actor_header: bool,
+    /// At a stop, how long to wait for open requests before closing the
+    /// store anyway.
+    #[arg(long, value_name = "SECONDS", default_value_t = GRACE_PERIOD.as_secs())]
+    pub grace_period: u64,
     /// Keep the tokens in this PostgreSQL database instead of the data
     /// directory (e.g. postgres://user@host/db?application_name=server-1).
     #[cfg(feature = "postgres")]
@@ -154,6 +171,26 @@ pub const INSECURE_WARNING: &str = "WARNING: --insecure-trust-actor-header: requ
 /// How often expired tokens are deleted.
 const PURGE_EVERY: Duration = Duration::from_secs(60 * 60);
 
+/// How long a client may take to send a request's headers (hyper's default,
+/// which applies only once hyper has a timer).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a request may take, its body included; then `408 Request Timeout`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// At a stop, how long open requests get to finish (`--grace-period`).
+pub const GRACE_PERIOD: Duration = Duration::from_secs(10);
+
+/// Where a server is in stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Running,
+    /// Stop accepting; give open requests the grace period.
+    Gracefully,
+    /// Stop waiting for open requests.
+    Now,
+}
+
 /// A running server.
 pub struct Server {
     /// Where it listens (the real port when asked for port 0).
@@ -162,35 +199,84 @@ pub struct Server {
     pub service: Arc<dyn TokenService>,
     /// Where the tokens are kept, for people.
     pub storage: String,
-    stop: oneshot::Sender<()>,
+    stop: watch::Sender<Stop>,
     task: JoinHandle<Result<(), String>>,
 }
 
 impl Server {
-    /// Stops accepting, finishes open requests, closes the store.
+    /// Stops accepting, waits for open requests at most the grace period,
+    /// records when tokens were last used, closes the store.
     pub async fn stop(self) -> Result<(), String> {
-        let _ = self.stop.send(());
-        self.task.await.map_err(|e| e.to_string())?
+        let Server { stop, task, .. } = self;
+        stop.send_replace(Stop::Gracefully);
+        task.await.map_err(|e| e.to_string())?
     }
 
-    /// Runs until the server fails or `shutdown` completes, then stops it.
-    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), String> {
+    /// Runs until the server fails or a stop signal arrives, then stops it
+    /// as [`Server::stop`] does; a second signal stops waiting for open
+    /// requests (the store is still closed).
+    pub async fn run_until_signalled(self, mut signals: StopSignals) -> Result<(), String> {
         let Server { stop, mut task, .. } = self;
-        tokio::select! {
-            _ = shutdown => {
-                let _ = stop.send(());
-                task.await.map_err(|e| e.to_string())?
+        for (next, said) in [
+            (
+                Stop::Gracefully,
+                "stopping (Ctrl-C again to stop without waiting for open requests)",
+            ),
+            (Stop::Now, "stopping now"),
+        ] {
+            tokio::select! {
+                result = &mut task => return result.map_err(|e| e.to_string())?,
+                () = signals.recv() => {
+                    eprintln!("{said}");
+                    stop.send_replace(next);
+                }
             }
-            result = &mut task => result.map_err(|e| e.to_string())?,
         }
+        task.await.map_err(|e| e.to_string())?
     }
 }
 
-/// Opens the store, builds the app and starts serving in the background.
+/// Ctrl-C, and on Unix SIGTERM too (what `docker stop` and systemd send).
+pub struct StopSignals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Starts listening: from now on the signals no longer kill the process.
+    pub fn listen() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(StopSignals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
+    }
+
+    /// The next signal.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Binds, opens the store, builds the app and starts serving in the background.
 pub async fn start(options: Options) -> Result<Server, Box<dyn Error>> {
     let config = TokenServiceConfig::load_or_generate_in(&options.data_dir)?;
-    // Read before the store is opened: a bad file then leaves no store to
-    // close (dropped unclosed, a file store lets go of its lock only later).
+    // Read and bind before the store is opened: a bad file or a taken port
+    // then leaves no store to close (dropped unclosed, a file store lets go
+    // of its lock only later).
     let policies = match &options.policies {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -199,6 +285,10 @@ pub async fn start(options: Options) -> Result<Server, Box<dyn Error>> {
         }
         None => Policies::datahub_defaults(),
     };
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+    let addr = listener.local_addr()?;
     let storage = Storage::open(&options).await?;
     let description = storage.describe(&options);
     let service: Arc<dyn TokenService> =
@@ -220,29 +310,21 @@ pub async fn start(options: Options) -> Result<Server, Box<dyn Error>> {
         .route(
             "/health",
             get(|| async { json_response(json!({"status": "ok"})) }),
-        );
+        )
+        .layer(middleware::from_fn(time_limit));
 
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
-    let addr = listener.local_addr()?;
-    let (stop, stopped) = oneshot::channel::<()>();
+    let (stop, stopping) = watch::channel(Stop::Running);
+    let grace = Duration::from_secs(options.grace_period);
     let purger = tokio::spawn(purge_expired_forever(service.clone()));
     let serving = service.clone();
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(|e| format!("server failed: {e}"));
+        serve(listener, app, stopping, grace).await;
         purger.abort();
         // The last uses noted before the stop, then the store.
         if let Err(error) = serving.flush_last_used().await {
             tracing::warn!(%error, "recording when tokens were last used failed at shutdown");
         }
-        let closed = storage.close().await;
-        served.and(closed)
+        storage.close().await
     });
     Ok(Server {
         addr,
@@ -251,6 +333,57 @@ pub async fn start(options: Options) -> Result<Server, Box<dyn Error>> {
         stop,
         task,
     })
+}
+
+/// Serves `app` until told to stop, then waits for open requests at most
+/// `grace` (or until told to stop now).
+///
+/// Not `axum::serve`: it gives hyper no timer, so hyper's header read
+/// timeout never applies and a client that stops mid-request keeps its
+/// connection, and any stop waiting for it, forever.
+async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<Stop>, grace: Duration) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let connections = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            _ = async { stop.wait_for(|now| *now != Stop::Running).await.is_ok() } => break,
+        };
+        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = connections.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(?grace, "connections still open after the grace period: stopping without them");
+        }
+        true = async { stop.wait_for(|now| *now == Stop::Now).await.is_ok() } => {}
+    }
+}
+
+/// Answers `408 Request Timeout` to a request (its body included) that takes
+/// longer than [`REQUEST_TIMEOUT`].
+async fn time_limit(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
+    }
 }
 
 /// A service's own route, protected by the same tokens.
@@ -282,6 +415,13 @@ async fn main() -> std::process::ExitCode {
         .with_max_level(tracing::Level::INFO)
         .init();
     let options = Options::parse();
+    let signals = match StopSignals::listen() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("server: cannot listen for signals: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let server = match start(options).await {
         Ok(server) => server,
         Err(error) => {
@@ -293,11 +433,7 @@ async fn main() -> std::process::ExitCode {
         "serving DataHub's token API on http://{}/api/graphql (GraphiQL: http://{}/api/graphiql), {}",
         server.addr, server.addr, server.storage
     );
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("stopping");
-    };
-    match server.run_until(ctrl_c).await {
+    match server.run_until_signalled(signals).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("server: {error}");

@@ -320,53 +320,192 @@ fn example_binary() -> std::path::PathBuf {
     path
 }
 
+/// The example binary, started on a free port over `dir`.
+struct Binary {
+    child: std::process::Child,
+    stderr: std::io::BufReader<std::process::ChildStderr>,
+    /// What it has printed so far.
+    seen: String,
+    addr: std::net::SocketAddr,
+}
+
+impl Binary {
+    fn start(dir: &Path, extra: &[&str]) -> Binary {
+        let mut child = Command::new(example_binary())
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut binary = Binary {
+            child,
+            stderr,
+            seen: String::new(),
+            addr: "0.0.0.0:0".parse().unwrap(),
+        };
+        let line = binary.read_until("serving DataHub's token API on http://");
+        let rest = line
+            .split("serving DataHub's token API on http://")
+            .nth(1)
+            .unwrap();
+        binary.addr = rest.split('/').next().unwrap().parse().unwrap();
+        binary
+    }
+
+    /// Reads stderr up to the line containing `wanted`; returns that line.
+    fn read_until(&mut self, wanted: &str) -> String {
+        use std::io::BufRead;
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.stderr.read_line(&mut line).unwrap() > 0,
+                "the server exited before printing {wanted:?}: {}",
+                self.seen
+            );
+            self.seen.push_str(&line);
+            if line.contains(wanted) {
+                return line;
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Waits for the process to exit, for at most `limit` (then kills it
+    /// and fails); returns its exit status and all it printed.
+    fn exit_within(mut self, limit: std::time::Duration) -> (std::process::ExitStatus, String) {
+        use std::io::Read;
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("still running {limit:?} after the signal: {}", self.seen);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        self.stderr.read_to_string(&mut self.seen).unwrap();
+        (status, self.seen)
+    }
+}
+
+/// A connection that sent half a request's headers and then fell silent
+/// (hyper's header read timeout is 30 s: it stays open during these tests).
+fn stalled_request(addr: std::net::SocketAddr) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"POST /api/graphql HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    stream
+}
+
+/// The store's lock is released: the same data directory opens again.
+fn assert_store_closed(dir: &Path) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let again = start(dir, &[]).await;
+        again.stop().await.unwrap();
+    });
+}
+
+/// Generous: how long a stop may take beyond the grace period before the
+/// tests call the server hung.
+const EXIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(20);
+
 #[test]
 fn the_binary_warns_when_trusting_the_actor_header_and_stops_on_ctrl_c() {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(example_binary())
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--insecure-trust-actor-header",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let addr = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "the server exited: {seen}"
-        );
-        seen.push_str(&line);
-        if let Some(rest) = line.split("serving DataHub's token API on http://").nth(1) {
-            break rest.split('/').next().unwrap().to_owned();
-        }
-    };
-    assert!(seen.contains(server::INSECURE_WARNING), "{seen}");
+    let binary = Binary::start(dir.path(), &["--insecure-trust-actor-header"]);
+    assert!(binary.seen.contains(server::INSECURE_WARNING), "{}", binary.seen);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let health = runtime.block_on(Http::new(addr.parse().unwrap()).get("/health", &[]));
+    let health = runtime.block_on(Http::new(binary.addr).get("/health", &[]));
     assert_eq!(health.status, 200);
 
     // Ctrl-C: a clean stop, exit code 0, the store's lock released.
-    let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status}");
-    runtime.block_on(async {
-        let again = start(dir.path(), &[]).await;
-        again.stop().await.unwrap();
-    });
+    binary.signal("INT");
+    let (status, seen) = binary.exit_within(EXIT_MARGIN);
+    assert!(status.success(), "{status}: {seen}");
+    assert!(seen.contains("stopping"), "{seen}");
+    assert_store_closed(dir.path());
+}
+
+/// The audit's case: a client that stops mid-request used to keep the
+/// server running after Ctrl-C until the client went away, without the
+/// last-used times flushed or the store closed.
+#[test]
+fn a_stalled_request_does_not_keep_the_binary_from_stopping_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = Binary::start(dir.path(), &["--grace-period", "1"]);
+    let stalled = stalled_request(binary.addr);
+    let idle = std::net::TcpStream::connect(binary.addr).unwrap();
+
+    binary.signal("INT");
+    let (status, seen) = binary.exit_within(EXIT_MARGIN);
+    assert!(status.success(), "{status}: {seen}");
+    assert!(seen.contains("stopping"), "{seen}");
+    assert!(seen.contains("after the grace period"), "{seen}");
+    drop((stalled, idle));
+    assert_store_closed(dir.path());
+}
+
+#[test]
+fn a_second_ctrl_c_stops_without_waiting_for_open_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut binary = Binary::start(dir.path(), &["--grace-period", "3600"]);
+    let stalled = stalled_request(binary.addr);
+
+    binary.signal("INT");
+    binary.read_until("stopping");
+    binary.signal("INT");
+    let (status, seen) = binary.exit_within(EXIT_MARGIN);
+    assert!(status.success(), "{status}: {seen}");
+    assert!(seen.contains("stopping now"), "{seen}");
+    drop(stalled);
+    assert_store_closed(dir.path());
+}
+
+/// What `docker stop` and systemd send: the same clean stop as Ctrl-C (it
+/// used to kill the process without flushing last-used times).
+#[cfg(unix)]
+#[test]
+fn the_binary_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = Binary::start(dir.path(), &[]);
+    binary.signal("TERM");
+    let (status, seen) = binary.exit_within(EXIT_MARGIN);
+    assert!(status.success(), "{status}: {seen}");
+    assert!(seen.contains("stopping"), "{seen}");
+    assert_store_closed(dir.path());
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_a_clear_error_and_leaves_the_store_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut options = options(dir.path(), &[]);
+    options.listen = addr.parse().unwrap();
+    let error = server::start(options).await.err().unwrap();
+    assert!(
+        error.to_string().starts_with(&format!("cannot listen on {addr}")),
+        "{error}"
+    );
+    // Nothing holds the data directory.
+    start(dir.path(), &[]).await.stop().await.unwrap();
 }
 
 /// Two servers on different ports over one PostgreSQL database, as issue 5
