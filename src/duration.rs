@@ -137,26 +137,29 @@ impl IsoDuration {
 impl From<AccessTokenDuration> for Option<IsoDuration> {
     fn from(d: AccessTokenDuration) -> Self {
         let millis = d.millis()?;
-        let days = millis / DAY_MS;
-        let text = if days == 0 {
-            format!("PT{}H", millis / HOUR_MS)
-        } else {
-            format!("P{days}D")
-        };
-        Some(IsoDuration { text, millis })
+        Some(IsoDuration {
+            text: iso_text(millis),
+            millis,
+        })
+    }
+}
+
+/// `millis` as ISO-8601 in its largest whole unit (days, hours, seconds);
+/// anything finer, for a message only, in milliseconds.
+fn iso_text(millis: i64) -> String {
+    match millis {
+        ms if ms % DAY_MS == 0 => format!("P{}D", ms / DAY_MS),
+        ms if ms % HOUR_MS == 0 => format!("PT{}H", ms / HOUR_MS),
+        ms if ms % 1000 == 0 => format!("PT{}S", ms / 1000),
+        ms => format!("{ms} ms"),
     }
 }
 
 /// A lifetime for a message: DataHub's name if it has one, else ISO-8601.
 fn describe_millis(ms: i64) -> String {
-    if let Some(name) = AccessTokenDuration::from_millis(ms) {
-        return format!("{name}");
-    }
-    match ms {
-        ms if ms % DAY_MS == 0 => format!("P{}D", ms / DAY_MS),
-        ms if ms % HOUR_MS == 0 => format!("PT{}H", ms / HOUR_MS),
-        ms if ms % 1000 == 0 => format!("PT{}S", ms / 1000),
-        ms => format!("{ms} ms"),
+    match AccessTokenDuration::from_millis(ms) {
+        Some(name) => name.to_string(),
+        None => iso_text(ms),
     }
 }
 

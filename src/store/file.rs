@@ -805,16 +805,13 @@ fn decode_all(
         // Before batches: any record may be the start of the torn tail.
         match decode_records(bytes, format::HEADER_LEN, version, damaged, &mut sink) {
             Stop::End(len) => Decoded::End { len, torn: false },
-            Stop::Bad(offset, reason) => match format::intact_record_after(bytes, offset) {
-                Some(intact) => {
-                    let why = format!("{reason}, and an intact record follows at offset {intact}");
-                    Decoded::Failed(damaged(offset, why))
-                }
-                None => Decoded::End {
-                    len: offset,
-                    torn: true,
-                },
-            },
+            Stop::Bad(offset, reason) => torn_or_damaged(
+                offset,
+                reason,
+                "record",
+                format::intact_record_after(bytes, offset),
+                damaged,
+            ),
             Stop::Failed(error) => Decoded::Failed(error),
             Stop::HungUp => return,
         }
@@ -858,20 +855,34 @@ fn decode_batches(
                 }
             }
             format::BatchSlot::Bad(reason) => {
-                break match format::intact_batch_after(bytes, offset) {
-                    Some(intact) => {
-                        let why = format!("{reason}, and an intact batch follows at offset {intact}");
-                        Decoded::Failed(damaged(offset, why))
-                    }
-                    None => Decoded::End {
-                        len: offset,
-                        torn: true,
-                    },
-                }
+                let intact = format::intact_batch_after(bytes, offset);
+                break torn_or_damaged(offset, reason, "batch", intact, damaged);
             }
         }
     };
     Some(last)
+}
+
+/// What bytes at `offset` that are no intact `unit` (a record, a batch)
+/// mean: the torn tail of an unacknowledged write if no intact one follows
+/// them (`intact`), else damage.
+fn torn_or_damaged(
+    offset: usize,
+    reason: &str,
+    unit: &str,
+    intact: Option<usize>,
+    damaged: &impl Fn(usize, String) -> FileStoreError,
+) -> Decoded {
+    match intact {
+        Some(intact) => {
+            let why = format!("{reason}, and an intact {unit} follows at offset {intact}");
+            Decoded::Failed(damaged(offset, why))
+        }
+        None => Decoded::End {
+            len: offset,
+            torn: true,
+        },
+    }
 }
 
 /// Where [`decode_records`] stopped.
