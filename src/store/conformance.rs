@@ -866,23 +866,34 @@ pub async fn concurrent_replaces_of_one_token<S: TokenStore + ?Sized>(store: Arc
 
 /// `record_last_used` moves `lastUsedAt` forward only, touches nothing
 /// else, skips unknown and deleted ids, and the field lists and filters
-/// like any other time.
+/// like any other time, whichever filter finds the token.
 pub async fn last_use_is_recorded(store: &dyn TokenStore) {
     let mut tokens: Vec<StoredAccessToken> = (1..=4)
         .map(|n| sample_token(n, "alice", n as i64, None))
         .collect();
     tokens[2].info.last_used_at = Some(500);
+    // One of alice's tokens acts as bob.
+    let mut delegated = sample_token(6, "alice", 6, None);
+    delegated.info.actor_urn = user("bob");
+    tokens.push(delegated);
     insert_all(store, &tokens).await;
     let used = |n: u64, at_ms: i64| TokenUse {
         id: token_id(n),
         at_ms,
     };
     store
-        .record_last_used(&[used(1, 1_000), used(3, 400), used(99, 900), used(1, 800)])
+        .record_last_used(&[
+            used(1, 1_000),
+            used(3, 400),
+            used(99, 900),
+            used(1, 800),
+            used(6, 900),
+        ])
         .await
         .expect("record_last_used succeeds");
     store.record_last_used(&[]).await.expect("an empty batch is fine");
     tokens[0].info.last_used_at = Some(1_000);
+    tokens[4].info.last_used_at = Some(900);
     for token in &tokens {
         assert_eq!(
             store.get(&token.id).await.unwrap().as_ref(),
@@ -898,6 +909,19 @@ pub async fn last_use_is_recorded(store: &dyn TokenStore) {
     store.record_last_used(&[used(3, 600)]).await.unwrap();
     tokens[2].info.last_used_at = Some(600);
     assert_lists(store, &tokens, &ListQuery::all(10)).await;
+    for (field, name) in [
+        (TokenField::OwnerUrn, "alice"),
+        (TokenField::ActorUrn, "alice"),
+        (TokenField::ActorUrn, "bob"),
+    ] {
+        let urn = user(name);
+        let query = ListQuery {
+            filters: vec![filter(field, Condition::Equal, &[urn.as_str()], false)],
+            start: 0,
+            count: 10,
+        };
+        assert_lists(store, &tokens, &query).await;
+    }
 
     let stale = ListQuery {
         filters: vec![filter(
