@@ -1,19 +1,20 @@
 //! [`MemoryTokenStore`]: tokens in process memory, indexed for listing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 use rustc_hash::FxHashMap;
 
-use super::{ListPage, ListQuery, ListingKey, OwnerLimit, TokenField, TokenStore, TokenUse};
+use super::{ListPage, ListQuery, OwnerLimit, TokenField, TokenStore, TokenUse};
 use crate::error::{Error, Result};
 use crate::model::StoredAccessToken;
 use crate::urn::Urn;
 
 /// Records in listing order, shared between the indexes.
-type Ordered = BTreeMap<ListingKey, Arc<StoredAccessToken>>;
+type Ordered = BTreeSet<Listed>;
 /// Records in listing order per user.
 type ByUrn = HashMap<Urn, Ordered>;
 
@@ -70,6 +71,91 @@ impl IdKey {
             IdKey::Boxed(id.into())
         }
     }
+}
+
+/// A record at its place in DataHub's listing order ([`ListingKey`]'s):
+/// `expiresAt` descending, never-expiring last, then `createdAt`
+/// descending, then id. The times sit in the tree node itself, so a search
+/// reads the record (for its id) only to break a tie of both times, and the
+/// key needs no copy of the id: 32 bytes an entry, not the 40 of a
+/// `ListingKey` plus 8 of a value, and no allocation for it.
+///
+/// [`ListingKey`]: super::ListingKey
+#[derive(Clone)]
+struct Listed {
+    expires_at: Reverse<Option<i64>>,
+    created_at: Reverse<i64>,
+    /// `None` only in a range bound: before every record with these times.
+    record: Option<Arc<StoredAccessToken>>,
+}
+
+impl Listed {
+    fn of(record: &Arc<StoredAccessToken>) -> Self {
+        Listed {
+            expires_at: Reverse(record.info.expires_at),
+            created_at: Reverse(record.info.created_at),
+            record: Some(record.clone()),
+        }
+    }
+
+    /// Before every token with `expiresAt < now_ms` and after every other
+    /// expiring one.
+    fn first_expiring_before(now_ms: i64) -> Self {
+        match now_ms.checked_sub(1) {
+            Some(latest) => Self::first_with_expiry(Some(latest)),
+            None => Self::first_never_expiring(),
+        }
+    }
+
+    /// Before every never-expiring token and after every expiring one.
+    fn first_never_expiring() -> Self {
+        Self::first_with_expiry(None)
+    }
+
+    fn first_with_expiry(expires_at: Option<i64>) -> Self {
+        Listed {
+            expires_at: Reverse(expires_at),
+            created_at: Reverse(i64::MAX),
+            record: None,
+        }
+    }
+
+    fn id(&self) -> Option<&str> {
+        self.record.as_deref().map(|r| r.id.as_str())
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<Listed>() == 32);
+
+impl Ord for Listed {
+    // `then`, not a tuple: both times compared without a branch between
+    // them, ~19 instructions less per tree insert (callgrind).
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.expires_at
+            .cmp(&other.expires_at)
+            .then(self.created_at.cmp(&other.created_at))
+            .then_with(|| self.id().cmp(&other.id()))
+    }
+}
+
+impl PartialOrd for Listed {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+// Ids are unique, so equal keys are the same token.
+impl PartialEq for Listed {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Listed {}
+
+/// The records of `set`, in listing order.
+fn records(set: &Ordered) -> impl Iterator<Item = &Arc<StoredAccessToken>> {
+    set.iter().filter_map(|listed| listed.record.as_ref())
 }
 
 impl MemoryTokenStore {
@@ -141,26 +227,24 @@ impl Index {
         for token in &tokens {
             let owner = number(&token.info.owner_urn);
             let actor = number(&token.info.actor_urn);
-            entries.push((ListingKey::of(token), token.clone(), owner, actor));
+            entries.push((Listed::of(token), owner, actor));
         }
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut sizes = vec![[0usize; 2]; urns.len()];
-        for (_, _, owner, actor) in &entries {
+        for (_, owner, actor) in &entries {
             sizes[*owner][0] += 1;
             sizes[*actor][1] += usize::from(actor != owner);
         }
-        let mut owners: Vec<Vec<(ListingKey, Arc<StoredAccessToken>)>> =
-            sizes.iter().map(|s| Vec::with_capacity(s[0])).collect();
-        let mut actors: Vec<Vec<(ListingKey, Arc<StoredAccessToken>)>> =
-            sizes.iter().map(|s| Vec::with_capacity(s[1])).collect();
+        let mut owners: Vec<Vec<Listed>> = sizes.iter().map(|s| Vec::with_capacity(s[0])).collect();
+        let mut actors: Vec<Vec<Listed>> = sizes.iter().map(|s| Vec::with_capacity(s[1])).collect();
         // Pushed in listing order, each group is sorted too.
-        for (key, token, owner, actor) in &entries {
-            owners[*owner].push((key.clone(), token.clone()));
+        for (key, owner, actor) in &entries {
+            owners[*owner].push(key.clone());
             if actor != owner {
-                actors[*actor].push((key.clone(), token.clone()));
+                actors[*actor].push(key.clone());
             }
         }
-        let tree = |groups: Vec<Vec<(ListingKey, Arc<StoredAccessToken>)>>| -> ByUrn {
+        let tree = |groups: Vec<Vec<Listed>>| -> ByUrn {
             groups
                 .into_iter()
                 .enumerate()
@@ -171,10 +255,7 @@ impl Index {
         let (by_owner, by_actor) = (tree(owners), tree(actors));
         Index {
             by_id,
-            all: entries
-                .into_iter()
-                .map(|(key, token, _, _)| (key, token))
-                .collect(),
+            all: entries.into_iter().map(|(key, _, _)| key).collect(),
             by_owner,
             by_actor,
         }
@@ -183,16 +264,17 @@ impl Index {
     /// Every record, in listing order.
     #[cfg_attr(not(feature = "fs"), allow(dead_code))]
     pub(crate) fn values(&self) -> impl Iterator<Item = &Arc<StoredAccessToken>> {
-        self.all.values()
+        records(&self.all)
     }
 
     /// The ids of the records with `expiresAt < now_ms`.
     pub(crate) fn expired_ids(&self, now_ms: i64) -> Vec<String> {
         // Expired tokens sit together in listing order: after every token
         // expiring at or after `now_ms`, before the never-expiring ones.
+        let expired = Listed::first_expiring_before(now_ms)..Listed::first_never_expiring();
         self.all
-            .range(ListingKey::first_expiring_before(now_ms)..ListingKey::first_never_expiring())
-            .map(|(key, _)| key.id().to_owned())
+            .range(expired)
+            .filter_map(|listed| listed.id().map(str::to_owned))
             .collect()
     }
 
@@ -228,8 +310,8 @@ impl Index {
         {
             info.actor_urn = actor.clone();
         }
-        let key = ListingKey::of(&token);
         let token = Arc::new(token);
+        let key = Listed::of(&token);
         let indexes = [
             (&mut self.by_owner, &token.info.owner_urn),
             (&mut self.by_actor, &token.info.actor_urn),
@@ -238,14 +320,14 @@ impl Index {
             // Look up before inserting: `entry` would copy the urn every time.
             match index.get_mut(urn) {
                 Some(ordered) => {
-                    ordered.insert(key.clone(), token.clone());
+                    ordered.insert(key.clone());
                 }
                 None => {
-                    index.insert(urn.clone(), Ordered::from([(key.clone(), token.clone())]));
+                    index.insert(urn.clone(), Ordered::from([key.clone()]));
                 }
             }
         }
-        self.all.insert(key, token.clone());
+        self.all.insert(key);
         self.by_id.insert(id_key, token);
         Ok(())
     }
@@ -257,7 +339,7 @@ impl Index {
     pub(crate) fn live_count_of_owner(&self, owner: &Urn, now_ms: i64) -> usize {
         self.by_owner.get(owner).map_or(0, |tokens| {
             let expired = tokens
-                .range(ListingKey::first_expiring_before(now_ms)..ListingKey::first_never_expiring())
+                .range(Listed::first_expiring_before(now_ms)..Listed::first_never_expiring())
                 .count();
             tokens.len() - expired
         })
@@ -275,8 +357,8 @@ impl Index {
     }
 
     /// Moves the token's `lastUsedAt` forward to `at_ms`; `false` if there
-    /// is no such token. The listing key does not depend on it, so the new
-    /// record simply takes the old one's place in every map.
+    /// is no such token. The listing order does not depend on it, so the new
+    /// record simply takes the old one's place in every index.
     pub(crate) fn record_use(&mut self, id: &str, at_ms: i64) -> bool {
         let Some(token) = self.by_id.get_mut(&IdKey::new(id)) else {
             return false;
@@ -288,23 +370,25 @@ impl Index {
         used.info.last_used_at = Some(at_ms);
         let used = Arc::new(used);
         *token = used.clone();
-        let key = ListingKey::of(&used);
-        let maps = [
+        let key = Listed::of(&used);
+        let own_token = used.info.actor_urn == used.info.owner_urn;
+        let indexes = [
             Some(&mut self.all),
             self.by_owner.get_mut(&used.info.owner_urn),
-            self.by_actor.get_mut(&used.info.actor_urn),
+            // An own token is not in its actor's index (see `by_actor`).
+            (!own_token)
+                .then(|| self.by_actor.get_mut(&used.info.actor_urn))
+                .flatten(),
         ];
-        for ordered in maps.into_iter().flatten() {
-            if let Some(slot) = ordered.get_mut(&key) {
-                *slot = used.clone();
-            }
+        for ordered in indexes.into_iter().flatten() {
+            ordered.replace(key.clone());
         }
         true
     }
 
     pub(crate) fn remove(&mut self, id: &str) -> Option<Arc<StoredAccessToken>> {
         let token = self.by_id.remove(&IdKey::new(id))?;
-        let key = ListingKey::of(&token);
+        let key = Listed::of(&token);
         self.all.remove(&key);
         let own_token = token.info.actor_urn == token.info.owner_urn;
         let indexes = [
@@ -379,24 +463,24 @@ impl Index {
             // its size and the page costs O(start + count).
             [set] if residual.is_empty() => ListPage {
                 total: set.len(),
-                tokens: page(&mut set.values()),
+                tokens: page(&mut records(set)),
             },
             [set] => ListPage {
-                total: set.values().filter(keep).count(),
-                tokens: page(&mut set.values().filter(keep)),
+                total: records(set).filter(keep).count(),
+                tokens: page(&mut records(set).filter(keep)),
             },
             sets => {
-                let mut merged: Vec<(&ListingKey, &Arc<StoredAccessToken>)> = sets
+                let mut merged: Vec<&Listed> = sets
                     .iter()
                     .flat_map(|s| s.iter())
-                    .filter(|(_, t)| keep(t))
+                    .filter(|listed| listed.record.as_ref().is_some_and(|t| keep(&t)))
                     .collect();
-                merged.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                merged.sort_unstable();
                 // One owner's and another actor's sets can share a token.
-                merged.dedup_by(|a, b| a.0 == b.0);
+                merged.dedup();
                 ListPage {
                     total: merged.len(),
-                    tokens: page(&mut merged.iter().map(|(_, t)| *t)),
+                    tokens: page(&mut merged.iter().filter_map(|listed| listed.record.as_ref())),
                 }
             }
         }

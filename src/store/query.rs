@@ -417,7 +417,7 @@ pub struct ListingKey {
     // `Reverse(None)` sorts after every `Reverse(Some(_))`.
     expires_at: Reverse<Option<i64>>,
     created_at: Reverse<i64>,
-    // Shared: a store's several indexes hold copies of each key.
+    // Shared: a store may index each token under several keys.
     id: Arc<str>,
 }
 
@@ -434,27 +434,6 @@ impl ListingKey {
     /// The token id this key belongs to.
     pub fn id(&self) -> &str {
         &self.id
-    }
-
-    /// The smallest key of any token with `expiresAt < now_ms`.
-    pub(crate) fn first_expiring_before(now_ms: i64) -> Self {
-        match now_ms.checked_sub(1) {
-            Some(latest) => Self::first_with_expiry(Some(latest)),
-            None => Self::first_never_expiring(),
-        }
-    }
-
-    /// The smallest key of any never-expiring token.
-    pub(crate) fn first_never_expiring() -> Self {
-        Self::first_with_expiry(None)
-    }
-
-    fn first_with_expiry(expires_at: Option<i64>) -> Self {
-        ListingKey {
-            expires_at: Reverse(expires_at),
-            created_at: Reverse(i64::MAX),
-            id: Arc::default(),
-        }
     }
 }
 
