@@ -10,7 +10,8 @@
 //!   recording on and off.
 //! * `create/*`: `create_access_token` against raw `ring` sign plus id.
 //! * `list/*`: one owner's first page of 20, through the service and from the
-//!   store directly, at 100,000 and 1,000,000 tokens.
+//!   store directly, at 100,000 and 1,000,000 tokens. The first store built
+//!   also has its resident memory per token printed.
 //!
 //! `cargo bench --bench tokens` ends with a table of the ratios. Run without
 //! `--bench` (as `cargo test --benches` does) it is a quick smoke test on stores
@@ -441,12 +442,22 @@ fn bench_list(c: &mut Criterion, scale: &Scale) {
             10 * TOKENS_PER_OWNER,
         ),
     ];
+    // Only the first store built is measured: listing runs first, in a
+    // fresh heap, and later stores reuse the memory of those dropped before.
+    let fresh_heap = Cell::new(true);
     for (label, owners, per_owner) in shapes {
         // Built once per store shape, when the first bench needing it runs.
         let fixture = OnceCell::new();
         let fixture = || {
             fixture.get_or_init(|| {
+                let before = resident_kib().filter(|_| fresh_heap.replace(false));
                 let store = listing_store(&rt, owners, per_owner);
+                if let (Some(before), Some(after)) = (before, resident_kib()) {
+                    let per_token = after.saturating_sub(before) * 1024 / (owners * per_owner) as u64;
+                    println!(
+                        "list/{label}: memory store resident, records included: {per_token} B per token"
+                    );
+                }
                 let service = DataHubTokenService::new(config(), store.clone(), Policies::datahub_defaults());
                 (service, store)
             })
@@ -484,6 +495,13 @@ fn bench_list(c: &mut Criterion, scale: &Scale) {
         });
     }
     group.finish();
+}
+
+/// This process's resident memory (Linux `/proc/self/status`; `None` elsewhere).
+fn resident_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    line.trim().strip_suffix("kB")?.trim().parse().ok()
 }
 
 /// Where criterion writes its results; fixed so the summary can read them.
