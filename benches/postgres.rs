@@ -1,6 +1,6 @@
 //! The PostgreSQL store next to the memory store, in the same run:
-//! hot validation (a cached token), and create, revoke and one owner's page
-//! with 1,000,000 tokens stored. Needs `DATAHUB_TOKENS_TEST_POSTGRES_URL`
+//! hot validation (a cached token), and create (without and with the
+//! per-owner limit), revoke and one owner's page with 1,000,000 tokens stored. Needs `DATAHUB_TOKENS_TEST_POSTGRES_URL`
 //! (works in a schema of its own, dropped at the end); without it, says so
 //! and measures nothing.
 //!
@@ -124,14 +124,23 @@ fn main() {
         loading.elapsed()
     );
 
+    // The same stores behind services with a per-owner limit too high to
+    // reach: the limited path costs the same whatever the number.
+    let limited = config
+        .clone()
+        .with_max_tokens_per_owner(Some(usize::MAX))
+        .unwrap();
+    let policies = Policies::datahub_defaults;
     let services = [
         (
             "memory",
-            DataHubTokenService::new(config.clone(), memory, Policies::datahub_defaults()),
+            DataHubTokenService::new(config.clone(), memory.clone(), policies()),
+            DataHubTokenService::new(limited.clone(), memory, policies()),
         ),
         (
             "postgres",
-            DataHubTokenService::new(config.clone(), postgres.clone(), Policies::datahub_defaults()),
+            DataHubTokenService::new(config.clone(), postgres.clone(), policies()),
+            DataHubTokenService::new(limited, postgres.clone(), policies()),
         ),
     ];
     let mut c = Criterion::default()
@@ -144,7 +153,7 @@ fn main() {
     let create_input =
         || CreateAccessTokenInput::personal(creator.as_str(), "bench", AccessTokenDuration::OneMonth);
     let mut group = c.benchmark_group(format!("tokens_{rows}"));
-    for (name, service) in &services {
+    for (name, service, limited) in &services {
         // A token validated once is in the PostgreSQL store's cache.
         let token = rt.block_on(async {
             let created = service
@@ -167,6 +176,24 @@ fn main() {
         group.bench_function(BenchmarkId::new("create", name), |b| {
             b.to_async(&rt)
                 .iter(|| service.create_access_token(&creator, create_input()))
+        });
+        // With the per-owner limit (on by default): the store counts the
+        // owner's live tokens and inserts under the owner's lock. Each owner
+        // of the loaded rows in turn creates one.
+        group.bench_function(BenchmarkId::new("create_limited", name), |b| {
+            let mut n = 0;
+            b.to_async(&rt).iter(|| {
+                n = (n + PER_OWNER) % rows;
+                let owner = Urn::parse(owner(n)).unwrap();
+                async move {
+                    let input = CreateAccessTokenInput::personal(
+                        owner.as_str(),
+                        "bench",
+                        AccessTokenDuration::OneMonth,
+                    );
+                    limited.create_access_token(&owner, input).await.unwrap()
+                }
+            })
         });
         group.bench_function(BenchmarkId::new("revoke", name), |b| {
             b.iter_custom(|iters| {
