@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
+use sqlx::query::Query;
 use sqlx::{Postgres, Row, Transaction};
 use tokio::task::JoinHandle;
 
@@ -272,7 +273,7 @@ impl std::ops::DerefMut for WriteConnection {
 struct Statements {
     insert: String,
     lock_owner: String,
-    count_live: String,
+    insert_within_limit: String,
     get: String,
     exists: String,
     delete: String,
@@ -291,10 +292,19 @@ impl Statements {
             // Serializes the limited inserts of one owner (of this table)
             // across every replica, until the transaction ends.
             lock_owner: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))".to_owned(),
-            count_live: format!(
-                "SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1), \
-                 (SELECT count(*) FROM {table} WHERE owner_urn = $2 \
-                  AND (expires_at IS NULL OR expires_at >= $3))"
+            // After `lock_owner`, in the same transaction: one statement
+            // (one round trip) checks the id and the owner's live tokens
+            // and inserts only if both allow it, saying which stopped it.
+            insert_within_limit: format!(
+                "WITH state AS (\
+                   SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1) AS taken, \
+                   (SELECT count(*) FROM {table} WHERE owner_urn = $4 \
+                    AND (expires_at IS NULL OR expires_at >= $9)) AS live), \
+                 inserted AS (\
+                   INSERT INTO {table} ({columns}) \
+                   SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM state WHERE NOT taken AND live < $10 \
+                   ON CONFLICT (id) DO NOTHING RETURNING 1) \
+                 SELECT taken, live, EXISTS (SELECT 1 FROM inserted) FROM state"
             ),
             get: format!("SELECT {columns} FROM {table} WHERE id = $1"),
             exists: format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1)"),
@@ -510,6 +520,20 @@ fn check_storable(token: &StoredAccessToken) -> Result<()> {
     }
 }
 
+/// `sql` with a record's columns bound as `$1` to `$8`, in [`sql::COLUMNS`] order.
+fn bind_record<'q>(sql: &'q str, token: &'q StoredAccessToken) -> Query<'q, Postgres, PgArguments> {
+    let info = &token.info;
+    sqlx::query(sql)
+        .bind(&token.id)
+        .bind(&info.name)
+        .bind(info.actor_urn.as_str())
+        .bind(info.owner_urn.as_str())
+        .bind(info.created_at)
+        .bind(info.expires_at)
+        .bind(info.description.as_deref())
+        .bind(info.last_used_at)
+}
+
 fn decode(row: &PgRow) -> Result<StoredAccessToken, Box<dyn std::error::Error + Send + Sync>> {
     let id: String = row.try_get("id")?;
     let urn = |column: &'static str| -> Result<Urn, Box<dyn std::error::Error + Send + Sync>> {
@@ -550,21 +574,14 @@ impl TokenStore for PostgresTokenStore {
         check_storable(&token)?;
         let cache = &self.inner.shared.cache;
         let ticket = cache.ticket(&token.id);
-        let info = &token.info;
-        let insert = sqlx::query(&self.inner.statements.insert)
-            .bind(&token.id)
-            .bind(&info.name)
-            .bind(info.actor_urn.as_str())
-            .bind(info.owner_urn.as_str())
-            .bind(info.created_at)
-            .bind(info.expires_at)
-            .bind(info.description.as_deref())
-            .bind(info.last_used_at);
+        let statements = &self.inner.statements;
         let Some(limit) = limit else {
             let inserted = self
                 .timed("PostgreSQL: inserting a token", async {
                     let mut conn = self.write_connection().await?;
-                    let inserted = insert.execute(&mut *conn).await?;
+                    let inserted = bind_record(&statements.insert, &token)
+                        .execute(&mut *conn)
+                        .await?;
                     conn.finish().await?;
                     Ok(inserted)
                 })
@@ -577,9 +594,9 @@ impl TokenStore for PostgresTokenStore {
         };
         // One transaction: take the owner's lock, then count (at read
         // committed, a statement after the lock sees every insert committed
-        // before it) and insert.
-        let statements = &self.inner.statements;
-        let lock_key = format!("{} {}", self.inner.names.qualified, info.owner_urn);
+        // before it) and insert, in one statement.
+        let owner = &token.info.owner_urn;
+        let lock_key = format!("{} {owner}", self.inner.names.qualified);
         let max_live = i64::try_from(limit.max_live).unwrap_or(i64::MAX);
         let outcome = self
             .timed("PostgreSQL: inserting a token within its owner's limit", async {
@@ -588,25 +605,22 @@ impl TokenStore for PostgresTokenStore {
                     .bind(&lock_key)
                     .execute(&mut *tx)
                     .await?;
-                let (exists, live): (bool, i64) = sqlx::query_as(&statements.count_live)
-                    .bind(&token.id)
-                    .bind(info.owner_urn.as_str())
+                let row = bind_record(&statements.insert_within_limit, &token)
                     .bind(limit.now_ms)
+                    .bind(max_live)
                     .fetch_one(&mut *tx)
                     .await?;
-                if exists {
-                    return Ok(LimitedInsert::Exists);
-                }
-                if live >= max_live {
+                let (taken, live, inserted): (bool, i64, bool) =
+                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                if live >= max_live && !taken {
                     return Ok(LimitedInsert::Full);
                 }
-                let inserted = insert.execute(&mut *tx).await?;
+                // Taken before, or by an insert racing this one.
+                if !inserted {
+                    return Ok(LimitedInsert::Exists);
+                }
                 tx.commit().await?;
-                Ok(if inserted.rows_affected() == 0 {
-                    LimitedInsert::Exists
-                } else {
-                    LimitedInsert::Done
-                })
+                Ok(LimitedInsert::Done)
             })
             .await?;
         match outcome {
@@ -616,7 +630,7 @@ impl TokenStore for PostgresTokenStore {
             }
             LimitedInsert::Exists => Err(Error::AlreadyExists { id: token.id }),
             LimitedInsert::Full => Err(Error::LimitExceeded {
-                owner: info.owner_urn.to_string(),
+                owner: token.info.owner_urn.to_string(),
                 limit: limit.max_live,
             }),
         }
@@ -646,7 +660,6 @@ impl TokenStore for PostgresTokenStore {
         }
         let cache = &self.inner.shared.cache;
         let ticket = cache.ticket(&new.id);
-        let info = &new.info;
         let statements = &self.inner.statements;
         let outcome = self
             .timed("PostgreSQL: replacing a token", async {
@@ -658,17 +671,7 @@ impl TokenStore for PostgresTokenStore {
                 if deleted.rows_affected() == 0 {
                     return Ok(Err(Error::NotFound));
                 }
-                let inserted = sqlx::query(&statements.insert)
-                    .bind(&new.id)
-                    .bind(&info.name)
-                    .bind(info.actor_urn.as_str())
-                    .bind(info.owner_urn.as_str())
-                    .bind(info.created_at)
-                    .bind(info.expires_at)
-                    .bind(info.description.as_deref())
-                    .bind(info.last_used_at)
-                    .execute(&mut *tx)
-                    .await?;
+                let inserted = bind_record(&statements.insert, &new).execute(&mut *tx).await?;
                 if inserted.rows_affected() == 0 {
                     // Dropping the transaction rolls the delete back.
                     return Ok(Err(Error::AlreadyExists { id: new.id.clone() }));
