@@ -317,7 +317,7 @@ impl DurationPolicy {
             (Some(d), None) => match d.millis() {
                 // The common case, without writing out the ISO text that
                 // only an error message shows.
-                Some(ms) if self.allowed.iter().any(|a| a.millis == ms) => return Ok(Some(ms)),
+                Some(ms) if self.allows(ms) => return Ok(Some(ms)),
                 _ => d.into(),
             },
             (None, Some(iso)) => Some(IsoDuration::parse(iso)?),
@@ -328,7 +328,7 @@ impl DurationPolicy {
                 "NO_EXPIRY is not allowed: never-expiring tokens are disabled; allowed durations: {}",
                 self.describe_allowed()
             ))),
-            Some(d) if self.allowed.contains(&d) => Ok(Some(d.millis())),
+            Some(d) if self.allows(d.millis()) => Ok(Some(d.millis())),
             Some(d) => Err(Error::invalid_input(format!(
                 "duration {d} is not allowed; allowed durations: {}",
                 self.describe_allowed()
@@ -346,7 +346,7 @@ impl DurationPolicy {
                 "the token never expires and never-expiring tokens are no longer allowed: \
                  give a duration for the new token",
             )),
-            Some(ms) if self.allowed.iter().any(|a| a.millis == ms) => Ok(Some(ms)),
+            Some(ms) if self.allows(ms) => Ok(Some(ms)),
             Some(ms) => Err(Error::invalid_input(format!(
                 "the token's lifetime ({}) is no longer allowed: give a duration for the new token; \
                  allowed durations: {}",
@@ -354,6 +354,11 @@ impl DurationPolicy {
                 self.describe_allowed()
             ))),
         }
+    }
+
+    /// Whether a lifetime of `ms` is one of the allowed durations.
+    fn allows(&self, ms: i64) -> bool {
+        self.allowed.iter().any(|a| a.millis == ms)
     }
 
     fn describe_allowed(&self) -> String {

@@ -312,11 +312,7 @@ impl Index {
         }
         let token = Arc::new(token);
         let key = Listed::of(&token);
-        let indexes = [
-            (&mut self.by_owner, &token.info.owner_urn),
-            (&mut self.by_actor, &token.info.actor_urn),
-        ];
-        for (index, urn) in indexes.into_iter().take(if own_token { 1 } else { 2 }) {
+        for (index, urn) in user_indexes(&mut self.by_owner, &mut self.by_actor, &token) {
             // Look up before inserting: `entry` would copy the urn every time.
             match index.get_mut(urn) {
                 Some(ordered) => {
@@ -371,18 +367,12 @@ impl Index {
         let used = Arc::new(used);
         *token = used.clone();
         let key = Listed::of(&used);
-        let own_token = used.info.actor_urn == used.info.owner_urn;
-        let indexes = [
-            Some(&mut self.all),
-            self.by_owner.get_mut(&used.info.owner_urn),
-            // An own token is not in its actor's index (see `by_actor`).
-            (!own_token)
-                .then(|| self.by_actor.get_mut(&used.info.actor_urn))
-                .flatten(),
-        ];
-        for ordered in indexes.into_iter().flatten() {
-            ordered.replace(key.clone());
+        for (index, urn) in user_indexes(&mut self.by_owner, &mut self.by_actor, &used) {
+            if let Some(ordered) = index.get_mut(urn) {
+                ordered.replace(key.clone());
+            }
         }
+        self.all.replace(key);
         true
     }
 
@@ -390,12 +380,7 @@ impl Index {
         let token = self.by_id.remove(&IdKey::new(id))?;
         let key = Listed::of(&token);
         self.all.remove(&key);
-        let own_token = token.info.actor_urn == token.info.owner_urn;
-        let indexes = [
-            (&mut self.by_owner, &token.info.owner_urn),
-            (&mut self.by_actor, &token.info.actor_urn),
-        ];
-        for (index, urn) in indexes.into_iter().take(if own_token { 1 } else { 2 }) {
+        for (index, urn) in user_indexes(&mut self.by_owner, &mut self.by_actor, &token) {
             if let Some(ordered) = index.get_mut(urn) {
                 ordered.remove(&key);
                 if ordered.is_empty() {
@@ -485,6 +470,22 @@ impl Index {
             }
         }
     }
+}
+
+/// The per-user indexes that hold `token`, each with the urn it is under:
+/// its owner's, and its actor's unless that is the owner (see `by_actor`).
+fn user_indexes<'a>(
+    by_owner: &'a mut ByUrn,
+    by_actor: &'a mut ByUrn,
+    token: &'a StoredAccessToken,
+) -> impl Iterator<Item = (&'a mut ByUrn, &'a Urn)> {
+    let own_token = token.info.actor_urn == token.info.owner_urn;
+    [
+        (by_owner, &token.info.owner_urn),
+        (by_actor, &token.info.actor_urn),
+    ]
+    .into_iter()
+    .take(if own_token { 1 } else { 2 })
 }
 
 /// Reads a byte of every record's text before any record is copied. In a
