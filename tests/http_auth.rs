@@ -203,7 +203,7 @@ async fn the_actor_header_is_trusted_only_when_asked() {
         (reply.status, reply.body.as_str()),
         (200, "urn:li:corpuser:bob via header")
     );
-    for bad in ["datahub", "urn:li:dataset:x", ""] {
+    for bad in ["datahub", "urn:li:dataset:x", "urn:li:corpuser:"] {
         let reply = trusting.get("/whoami", &[("X-DataHub-Actor", bad)]).await;
         assert_eq!(reply.status, 401, "{bad}: {}", reply.body);
         assert!(
@@ -222,6 +222,16 @@ async fn the_actor_header_is_trusted_only_when_asked() {
     assert_eq!(reply.body, "urn:li:corpuser:alice via token");
     assert_401(
         &trusting.get("/whoami", &[]).await,
+        "Request is missing 'Authorization' header.",
+    );
+    // An empty header is no header, as in DataHub: the Bearer token decides.
+    let empty = ("X-DataHub-Actor", "");
+    let reply = trusting
+        .get("/whoami", &[empty, ("Authorization", &format!("Bearer {token}"))])
+        .await;
+    assert_eq!(reply.body, "urn:li:corpuser:alice via token");
+    assert_401(
+        &trusting.get("/whoami", &[empty]).await,
         "Request is missing 'Authorization' header.",
     );
 }

@@ -73,7 +73,8 @@ impl BearerAuthenticator {
     /// **INSECURE.** Trusts the [`ACTOR_HEADER`] (`X-DataHub-Actor: <user
     /// urn>`) when a request carries it, as DataHub does with authentication
     /// disabled: anyone who can reach the server can act as anyone. Requests
-    /// without the header still need a Bearer token. Only for local trials.
+    /// without the header, or with it empty (as DataHub treats it), still
+    /// need a Bearer token. Only for local trials.
     pub fn insecure_trust_actor_header(mut self) -> Self {
         self.trust_actor_header = true;
         self
@@ -100,7 +101,10 @@ impl BearerAuthenticator {
     /// Authenticates a request by its headers.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Authenticated, AuthRejection> {
         if self.trust_actor_header {
-            if let Some(value) = single_header(headers, &ACTOR_HEADER_LOWER, ACTOR_HEADER)? {
+            // Empty counts as absent, as in DataHub's `NoOpAuthenticator`
+            // (a proxy may set the header to nothing).
+            let actor = single_header(headers, &ACTOR_HEADER_LOWER, ACTOR_HEADER)?;
+            if let Some(value) = actor.filter(|value| !value.is_empty()) {
                 return trusted_actor(value);
             }
         }
