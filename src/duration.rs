@@ -276,11 +276,19 @@ impl DurationPolicy {
     }
 
     /// Parses a comma-separated list such as [`DEFAULT_ALLOWED_DURATIONS`].
+    /// An empty item (`P1D,,P7D`, a trailing comma) is refused, as DataHub
+    /// refuses it: it is more likely a slip than a meaning.
     pub fn parse(allowed: &str, allow_no_expiry: bool) -> Result<Self> {
         let allowed = allowed
             .split(',')
-            .filter(|s| !s.trim().is_empty())
-            .map(IsoDuration::parse)
+            .enumerate()
+            .map(|(n, item)| match item.trim() {
+                "" => Err(Error::invalid_input(format!(
+                    "item {} of {allowed:?} is empty",
+                    n + 1
+                ))),
+                item => IsoDuration::parse(item),
+            })
             .collect::<Result<Vec<_>>>()
             .map_err(|e| Error::Config(format!("allowed durations: {e}")))?;
         Self::new(allowed, allow_no_expiry)
@@ -460,6 +468,20 @@ mod tests {
         );
         assert_eq!(open.resolve(None, Some("P2D")).unwrap(), Some(2 * DAY_MS));
         assert!(DurationPolicy::parse(" , ", false).is_err());
+        for (list, empty_item) in [("P1D,,P7D", 2), ("P1D,", 2), (",P1D", 1), ("", 1)] {
+            let err = DurationPolicy::parse(list, false).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("item {empty_item} of {list:?} is empty")),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            DurationPolicy::parse(" P1D , PT1H ", false)
+                .unwrap()
+                .allowed()
+                .len(),
+            2
+        );
         assert!(DurationPolicy::parse("P1D,bogus", false).is_err());
     }
 
