@@ -36,6 +36,41 @@ pub const ENV_LAST_USED_INTERVAL_MS: &str = "ACCESS_TOKEN_LAST_USED_INTERVAL_MS"
 /// The default least time between two recorded uses of one token: a minute.
 pub const DEFAULT_LAST_USED_INTERVAL_MS: i64 = 60_000;
 
+/// Every variable [`TokenServiceConfig::from_lookup`] reads.
+const ENV_VARS: [&str; 9] = [
+    ENV_SIGNING_KEY,
+    ENV_PREVIOUS_SIGNING_KEYS,
+    ENV_SALT,
+    ENV_ISSUER,
+    ENV_ALLOW_NO_EXPIRY,
+    ENV_ALLOWED_DURATIONS,
+    ENV_SESSION_DURATION_MS,
+    ENV_MAX_TOKENS_PER_OWNER,
+    ENV_LAST_USED_INTERVAL_MS,
+];
+
+/// The process environment as a lookup, once none of our variables holds
+/// bytes that are not UTF-8: such a variable is set, and reading it as unset
+/// would silently drop a limit or, for the key and salt, let generated ones
+/// replace the configured ones. The error names the variable, never the
+/// value (it may be a key).
+fn process_env() -> Result<impl Fn(&str) -> Option<String>> {
+    checked_env(|name| std::env::var(name))
+}
+
+fn checked_env(
+    read: impl Fn(&str) -> std::result::Result<String, std::env::VarError>,
+) -> Result<impl Fn(&str) -> Option<String>> {
+    for name in ENV_VARS {
+        if let Err(std::env::VarError::NotUnicode(_)) = read(name) {
+            return Err(Error::Config(format!(
+                "environment variable {name} is not valid UTF-8"
+            )));
+        }
+    }
+    Ok(move |name: &str| read(name).ok())
+}
+
 /// How many verified tokens a service remembers by default, so that a token
 /// presented again skips the signature and claims checks.
 pub const DEFAULT_VERIFIED_TOKEN_CACHE: usize = 16_384;
@@ -130,7 +165,7 @@ impl TokenServiceConfig {
     /// [`ENV_LAST_USED_INTERVAL_MS`]). Key and salt are required: unlike
     /// DataHub there is no silent public default.
     pub fn from_env() -> Result<Self> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(process_env()?)
     }
 
     /// Like [`from_env`](Self::from_env), reading variables through `lookup`.
@@ -377,7 +412,7 @@ impl TokenServiceConfig {
     /// fresh random key and salt; the other settings still come from the
     /// environment. Setting only one of the two is an error.
     pub fn load_or_generate_in(dir: impl AsRef<std::path::Path>) -> Result<Self> {
-        Self::load_or_generate_with(dir.as_ref(), |name| std::env::var(name).ok())
+        Self::load_or_generate_with(dir.as_ref(), process_env()?)
     }
 
     fn load_or_generate_with(dir: &std::path::Path, lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
@@ -471,6 +506,28 @@ mod tests {
         assert!(err(TokenServiceConfig::new("short", "salt")).contains("at least 32"));
         assert!(err(TokenServiceConfig::new(KEY, "")).contains("salt"));
         assert!(TokenServiceConfig::new(KEY, "s").is_ok());
+    }
+
+    #[test]
+    fn a_variable_that_is_not_utf8_is_an_error_not_unset() {
+        use std::env::VarError;
+        let env = |bad: &'static str| {
+            checked_env(move |name| match name {
+                name if name == bad => Err(VarError::NotUnicode("5\u{fffd}".into())),
+                ENV_SIGNING_KEY => Ok(KEY.to_owned()),
+                ENV_SALT => Ok("salt".to_owned()),
+                _ => Err(VarError::NotPresent),
+            })
+        };
+        for bad in ENV_VARS {
+            let err = env(bad).err().expect("refused").to_string();
+            assert!(err.contains(&format!("{bad} is not valid UTF-8")), "{err}");
+            assert!(!err.contains(KEY) && !err.contains('5'), "{err}");
+        }
+        let lookup = env("UNRELATED").expect("all UTF-8");
+        assert_eq!(lookup(ENV_SALT).as_deref(), Some("salt"));
+        assert_eq!(lookup(ENV_ISSUER), None);
+        assert!(TokenServiceConfig::from_lookup(lookup).is_ok());
     }
 
     #[test]
