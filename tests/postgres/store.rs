@@ -121,6 +121,14 @@ pub async fn migrations_are_idempotent_and_versioned(url: String) {
             options(&schema).with_max_staleness(Duration::ZERO),
             "max staleness",
         ),
+        (
+            options(&schema).with_max_staleness(Duration::MAX),
+            "max staleness 18446744073709551615.999999999s is too long",
+        ),
+        (
+            options(&schema).with_operation_timeout(Duration::from_secs(86_401)),
+            "operation timeout 86401s is too long: at most a day",
+        ),
     ] {
         let err = PostgresTokenStore::connect_with(&url, opts).await.unwrap_err();
         assert!(

@@ -95,16 +95,16 @@ impl PostgresStoreOptions {
     /// The longest a revoked token can still be accepted from the cache
     /// when revocation notices stop arriving (a dead or silent connection):
     /// the listener proves itself every quarter of this, and an unproven
-    /// cache is bypassed. Default 1 s. Normally notices arrive in
-    /// milliseconds; this bounds the failure case.
+    /// cache is bypassed. Default 1 s; 4 ms to a day. Normally notices
+    /// arrive in milliseconds; this bounds the failure case.
     pub fn with_max_staleness(mut self, max_staleness: Duration) -> Self {
         self.max_staleness = max_staleness;
         self
     }
 
     /// How long one store operation may take before it fails with a storage
-    /// error (default 5 s); also the pool's connection acquire timeout for
-    /// pools this store creates.
+    /// error (default 5 s; at most a day); also the pool's connection
+    /// acquire timeout for pools this store creates.
     pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
         self.operation_timeout = timeout;
         self
@@ -119,6 +119,9 @@ impl PostgresStoreOptions {
     }
 }
 
+/// The longest max staleness or operation timeout accepted.
+const MAX_SETTING_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
 impl PostgresStoreOptions {
     /// Refuses unusable settings before anything connects.
     fn check(&self) -> Result<Names> {
@@ -132,6 +135,18 @@ impl PostgresStoreOptions {
             return Err(Error::Config(
                 "the operation timeout and the pool size of a PostgreSQL store must not be zero".into(),
             ));
+        }
+        // Deadlines are `Instant::now() + setting`, which would overflow (and
+        // panic) near `Duration::MAX`; longer than a day is a slip anyway.
+        for (name, setting) in [
+            ("max staleness", self.max_staleness),
+            ("operation timeout", self.operation_timeout),
+        ] {
+            if setting > MAX_SETTING_DURATION {
+                return Err(Error::Config(format!(
+                    "{name} {setting:?} is too long: at most a day ({MAX_SETTING_DURATION:?})"
+                )));
+            }
         }
         Names::new(&self.schema, &self.table)
     }
