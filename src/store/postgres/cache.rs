@@ -16,7 +16,7 @@
 //!   previous is dropped.
 
 use std::collections::HashSet;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
@@ -42,11 +42,16 @@ struct State {
     current: HashSet<String>,
     previous: HashSet<String>,
     generations: [u64; STRIPES],
+    /// Which stripe an id is in. Its own, fixed for the cache's life: the
+    /// sets' hashers are new with every new `current`, and a stripe that
+    /// moved between a lookup's ticket and a removal would let the lookup
+    /// cache the removed id.
+    stripes: RandomState,
 }
 
 impl State {
     fn stripe(&self, id: &str) -> usize {
-        (self.current.hasher().hash_one(id) % STRIPES as u64) as usize
+        (self.stripes.hash_one(id) % STRIPES as u64) as usize
     }
 }
 
@@ -215,6 +220,22 @@ mod tests {
         assert!(cache.contains("a"));
         cache.remove(["a"]);
         assert!(!cache.contains("a"));
+    }
+
+    #[test]
+    fn a_removal_during_a_lookup_keeps_the_id_out_across_a_turnover() {
+        // Generations of two ids, so the third insert below starts a new one.
+        for n in 0..64 {
+            let cache = trusted(4);
+            let id = format!("id{n}");
+            cache.insert("a", cache.ticket("a"));
+            cache.insert("b", cache.ticket("b"));
+            let ticket = cache.ticket(&id); // lookup starts
+            cache.insert("c", cache.ticket("c")); // a new generation begins
+            cache.remove([id.as_str()]); // revocation notified meanwhile
+            cache.insert(&id, ticket); // lookup saw the row before the delete
+            assert!(!cache.contains(&id), "{id} cached after its removal");
+        }
     }
 
     #[test]
