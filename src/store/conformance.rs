@@ -37,6 +37,7 @@ where
     records_round_trip(&new_store().await).await;
     each_filter_matches_its_definition(&new_store().await).await;
     filters_and_values_combine(&new_store().await).await;
+    values_are_literal_and_any_may_match(&new_store().await).await;
     order_breaks_ties_by_id(&new_store().await).await;
     pages_never_skip_or_repeat(&new_store().await).await;
     delete_expired_removes_exactly_the_expired(&new_store().await).await;
@@ -44,8 +45,10 @@ where
     owner_limit_is_respected(&new_store().await).await;
     replace_is_all_or_nothing(&new_store().await).await;
     concurrent_replaces_of_one_token(Arc::new(new_store().await)).await;
+    replacing_is_never_seen_half_done(Arc::new(new_store().await)).await;
     concurrent_inserts_never_exceed_the_owner_limit(Arc::new(new_store().await)).await;
     last_use_is_recorded(&new_store().await).await;
+    a_use_racing_a_revocation_never_revives(Arc::new(new_store().await)).await;
 }
 
 /// A realistic token id (44 characters of base64, may hold `+ / =`) for `n`.
@@ -110,7 +113,7 @@ async fn assert_lists(store: &dyn TokenStore, tokens: &[StoredAccessToken], quer
 
 /// [`TokenStore::contains`], checked against
 /// [`TokenStore::contains_now`] wherever the store answers at once.
-async fn contains(store: &dyn TokenStore, id: &str) -> bool {
+async fn contains<S: TokenStore + ?Sized>(store: &S, id: &str) -> bool {
     let exists = store.contains(id).await.unwrap();
     if let Some(now) = store.contains_now(id) {
         assert_eq!(now, exists, "contains_now({id:?}) agrees with contains");
@@ -423,6 +426,92 @@ pub async fn filters_and_values_combine(store: &dyn TokenStore) {
         .tokens
         .iter()
         .all(|t| t.info.owner_urn != user("bob") && t.info.expires_at >= Some(12_000)));
+}
+
+/// Text values are plain text (`%`, `_` and `\\` are not wildcards or
+/// escapes, as they would be in SQL `LIKE`), and a filter with several
+/// values matches a token that any one of them matches, for every operator.
+pub async fn values_are_literal_and_any_may_match(store: &dyn TokenStore) {
+    use Condition::*;
+    use TokenField::*;
+    let texts = ["100%", "a_b", "axb", "a\\b", "50% off", "_x_", "ab", "", "ünï"];
+    let tokens: Vec<_> = texts
+        .iter()
+        .enumerate()
+        .map(|(n, text)| {
+            let mut token = sample_token(n as u64, "alice", 1_000 + n as i64 * 100, Some(10_000 + n as i64));
+            token.info.name = format!("{text}!");
+            token.info.description = (n % 3 != 0).then(|| text.to_string());
+            token
+        })
+        .collect();
+    insert_all(store, &tokens).await;
+    let text_values: [&[&str]; 6] = [
+        &["%"],
+        &["_"],
+        &["\\"],
+        &["a_b", "a%b"],
+        &["zzz", "b", "%"],
+        &["ü", "x_", ""],
+    ];
+    for field in [Name, Description] {
+        for condition in [Equal, In, Contain, StartWith, EndWith] {
+            for values in text_values {
+                for negated in [false, true] {
+                    let query = ListQuery {
+                        filters: vec![filter(field, condition, values, negated)],
+                        start: 0,
+                        count: 100,
+                    };
+                    assert_lists(store, &tokens, &query).await;
+                }
+            }
+        }
+    }
+    let time_values: [&[&str]; 3] = [&["0", "1300"], &["1500", "99999", "1100"], &["10003", "10005"]];
+    for field in [CreatedAt, ExpiresAt] {
+        for condition in [
+            Equal,
+            In,
+            GreaterThan,
+            GreaterThanOrEqualTo,
+            LessThan,
+            LessThanOrEqualTo,
+        ] {
+            for values in time_values {
+                for negated in [false, true] {
+                    let query = ListQuery {
+                        filters: vec![filter(field, condition, values, negated)],
+                        start: 0,
+                        count: 100,
+                    };
+                    assert_lists(store, &tokens, &query).await;
+                }
+            }
+        }
+    }
+    // Spot checks that do not lean on `Filter::matches`.
+    let total = |field, condition, values: &[&str]| {
+        let query = ListQuery {
+            filters: vec![filter(field, condition, values, false)],
+            start: 0,
+            count: 100,
+        };
+        async move { store.list(&query).await.unwrap().total }
+    };
+    assert_eq!(total(Name, Contain, &["_"]).await, 2, "`_` is no wildcard");
+    assert_eq!(total(Name, StartWith, &["a%"]).await, 0, "`%` is no wildcard");
+    assert_eq!(total(Name, EndWith, &["\\b!"]).await, 1, "`\\` is no escape");
+    assert_eq!(
+        total(Name, Contain, &["zzz", "off"]).await,
+        1,
+        "any value may match"
+    );
+    assert_eq!(
+        total(CreatedAt, LessThan, &["0", "1200"]).await,
+        2,
+        "any time may match"
+    );
 }
 
 /// expiresAt descending (never-expiring last), then createdAt descending,
@@ -864,6 +953,48 @@ pub async fn concurrent_replaces_of_one_token<S: TokenStore + ?Sized>(store: Arc
     assert_eq!(page.tokens[0].id, token_id(winners[0]));
 }
 
+/// While a token is replaced again and again, every listing sees exactly
+/// one token of its lineage: never both the old and the new, never neither.
+pub async fn replacing_is_never_seen_half_done<S: TokenStore + ?Sized>(store: Arc<S>) {
+    const REPLACES: u64 = 100;
+    const OBSERVERS: usize = 4;
+    store.insert(sample_token(0, "alice", 0, None)).await.unwrap();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut observers = tokio::task::JoinSet::new();
+    for _ in 0..OBSERVERS {
+        let (store, done) = (store.clone(), done.clone());
+        observers.spawn(async move {
+            let mut looks = 0;
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let page = store.list(&ListQuery::all(10)).await.expect("list succeeds");
+                assert_eq!(
+                    (page.total, page.tokens.len()),
+                    (1, 1),
+                    "a replace is seen whole: never both tokens, never neither"
+                );
+                looks += 1;
+                // A store that answers at once must not starve the replaces.
+                tokio::task::yield_now().await;
+            }
+            looks
+        });
+    }
+    for n in 1..=REPLACES {
+        store
+            .replace(&token_id(n - 1), sample_token(n, "alice", n as i64, None))
+            .await
+            .expect("replace of the latest token");
+        tokio::task::yield_now().await;
+    }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    while let Some(looks) = observers.join_next().await {
+        looks.expect("observer did not panic");
+    }
+    let page = store.list(&ListQuery::all(10)).await.unwrap();
+    assert_eq!(page.tokens.len(), 1);
+    assert_eq!(page.tokens[0].id, token_id(REPLACES));
+}
+
 /// `record_last_used` moves `lastUsedAt` forward only, touches nothing
 /// else, skips unknown and deleted ids, and the field lists and filters
 /// like any other time, whichever filter finds the token.
@@ -963,4 +1094,55 @@ pub async fn last_use_is_recorded(store: &dyn TokenStore) {
         Some(fresh),
         "a replacement carries its own lastUsedAt, not the old token's"
     );
+    let mut used_before = sample_token(7, "alice", 7, None);
+    used_before.info.last_used_at = Some(300);
+    store.replace(&token_id(3), used_before.clone()).await.unwrap();
+    assert_eq!(
+        store.get(&used_before.id).await.unwrap(),
+        Some(used_before),
+        "a replacement keeps the lastUsedAt it was given"
+    );
+}
+
+/// A use recorded while the token is being revoked never brings it back,
+/// whichever of the two runs first: a revoked token stays revoked.
+pub async fn a_use_racing_a_revocation_never_revives<S: TokenStore + ?Sized>(store: Arc<S>) {
+    const ROUNDS: u64 = 50;
+    for n in 0..ROUNDS {
+        let token = sample_token(n, "alice", n as i64, None);
+        store.insert(token.clone()).await.unwrap();
+        let use_of = |store: Arc<S>| async move {
+            let used = [TokenUse {
+                id: token_id(n),
+                at_ms: 1_000,
+            }];
+            store
+                .record_last_used(&used)
+                .await
+                .expect("record_last_used succeeds");
+            None
+        };
+        let revocation =
+            |store: Arc<S>| async move { Some(store.delete(&token_id(n)).await.expect("delete succeeds")) };
+        let mut tasks = tokio::task::JoinSet::new();
+        // Either may start first.
+        if n % 2 == 0 {
+            tasks.spawn(use_of(store.clone()));
+            tasks.spawn(revocation(store.clone()));
+        } else {
+            tasks.spawn(revocation(store.clone()));
+            tasks.spawn(use_of(store.clone()));
+        }
+        let mut deleted = None;
+        while let Some(result) = tasks.join_next().await {
+            deleted = deleted.or(result.expect("task did not panic"));
+        }
+        assert_eq!(deleted, Some(true), "the token was there to delete");
+        assert!(
+            !contains(&*store, &token.id).await,
+            "a use recorded during a revocation never brings the token back"
+        );
+        assert_eq!(store.get(&token.id).await.unwrap(), None);
+    }
+    assert_eq!(store.list(&ListQuery::all(10)).await.unwrap().total, 0);
 }
