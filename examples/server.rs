@@ -74,8 +74,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// The command line.
-#[derive(Parser, Debug, Clone)]
+/// The command line. No `Debug`: `--postgres-url` may hold a password.
+#[derive(Parser, Clone)]
 #[command(
     name = "server",
     about = "Serve DataHub's GraphQL access token API (POST /api/graphql) with Bearer authentication"

@@ -13,8 +13,8 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgNotification, PgPoolOptions
 
 use super::cache::ExistsCache;
 
-/// What the listener task shares with the store.
-#[derive(Debug)]
+/// What the listener task shares with the store. No `Debug`: the connect
+/// options may hold a password (sqlx's `Debug` prints it).
 pub(super) struct Shared {
     pub(super) cache: ExistsCache,
     pub(super) channel: String,
