@@ -530,10 +530,11 @@ fn check_header(header: &str) -> Result<()> {
         .decode_to_vec(header)
         .map_err(|_| Error::invalid_token("header is not base64url"))?;
     // A JSON object only: serde would also read the struct from an array.
-    let header: Header = claims::opens_object(&bytes)
-        .then(|| serde_json::from_slice(&bytes).ok())
-        .flatten()
-        .ok_or_else(|| Error::invalid_token("header is not a JSON object"))?;
+    if !claims::opens_object(&bytes) {
+        return Err(Error::invalid_token("header is not a JSON object"));
+    }
+    let header: Header =
+        serde_json::from_slice(&bytes).map_err(|e| Error::invalid_token(format!("malformed header: {e}")))?;
     match header.alg.as_deref() {
         Some("HS256") => Ok(()),
         Some(alg) => Err(Error::invalid_token(format!(
@@ -778,6 +779,15 @@ mod tests {
             (forge(r#"{"alg":"HS256"}"#, r#"[1,2]"#, &key), "malformed claims"),
             // Arrays that serde would read as the structs: not JWT objects.
             (forge(r#"["HS256"]"#, good, &key), "header is not a JSON object"),
+            (
+                forge(r#"{"alg":256}"#, good, &key),
+                "malformed header: invalid type: integer `256`, expected a string",
+            ),
+            (
+                forge(r#"{"alg":"HS256","alg":"none"}"#, good, &key),
+                "malformed header: duplicate field `alg`",
+            ),
+            (forge(r#"{"alg":"HS256""#, good, &key), "malformed header: EOF"),
             (
                 forge(
                     r#"{"alg":"HS256"}"#,
