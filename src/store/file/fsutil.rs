@@ -6,9 +6,15 @@ use std::io::{self, Write};
 use std::path::Path;
 
 /// Creates `dir` (and missing parents) readable by the owner only, and makes
-/// the new entry durable in its parent.
+/// each new entry durable in its parent.
 pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
+    // Every directory this call creates, `dir` first: a crash must not lose
+    // one (and all that was written below it) from its parent.
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|path| !path.as_os_str().is_empty() && !path.is_dir())
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
     let mut builder = fs::DirBuilder::new();
@@ -16,10 +22,14 @@ pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir)?;
-    match dir.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
-        _ => Ok(()),
+    for created in missing {
+        match created.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent)?,
+            // A relative path's first component is made in the working directory.
+            _ => sync_dir(Path::new("."))?,
+        }
     }
+    Ok(())
 }
 
 /// Open options for a file only its owner may read (0600 on Unix).
