@@ -39,11 +39,12 @@ fn bad_request(message: &str) -> Response {
     error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", message, None)
 }
 
-/// Runs a request. Answers `200` with `{data, errors}` once the document
-/// runs (DataHub's behaviour: resolver errors such as 403 are in
-/// `errors[].extensions.code`); `400` with `errors` when the body or the
-/// document is unusable (invalid JSON, syntax, validation, variables);
-/// `413` over the body limit; `415` when the body is not JSON.
+/// Runs a request. Answers `200` with `{data, errors}` once the body holds
+/// a GraphQL request (DataHub's behaviour: errors such as 403, or 400 for a
+/// document that cannot run, are in `errors[].extensions.code`); `400` with
+/// `errors` when the body is not a GraphQL request (invalid JSON, no
+/// `query`, unknown keys, `variables` not an object); `413` over the body
+/// limit; `415` when the body is not JSON.
 pub(crate) async fn post_graphql(
     State(state): State<GraphQlState>,
     Authenticated { actor, .. }: Authenticated,
@@ -96,14 +97,12 @@ pub(crate) async fn post_graphql(
             Err(_) => return bad_request("\"extensions\" holds a value that is not valid JSON."),
         }
     }
+    // 200 once the document reaches the GraphQL engine, even if it cannot
+    // run (syntax, validation, variables): DataHub answers so, and its
+    // clients read the `errors` of a 200 but not the body of a 400.
     let response = state.schema.execute(request).await;
-    let status = if is_request_error(&response) {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
     match serde_json::to_string(&response) {
-        Ok(json) => json_response(status, json),
+        Ok(json) => json_response(StatusCode::OK, json),
         Err(e) => {
             tracing::error!(error = %e, "could not serialize a GraphQL response");
             error_response(
@@ -140,15 +139,4 @@ fn content_type_rejection(headers: &HeaderMap) -> Option<Response> {
     } else {
         unsupported(&format!("{text:?}"))
     }
-}
-
-/// A response that ran nothing: every error is a request error (syntax,
-/// validation, variables), marked by the schema's extension.
-fn is_request_error(response: &async_graphql::Response) -> bool {
-    !response.errors.is_empty()
-        && response.data == async_graphql::Value::Null
-        && response.errors.iter().all(|e| {
-            e.extensions.as_ref().and_then(|x| x.get("classification"))
-                == Some(&async_graphql::Value::from("ValidationError"))
-        })
 }

@@ -50,10 +50,11 @@ const GRAPHIQL_HTML: &str = include_str!("graphiql.html");
 ///
 /// * `POST /api/graphql`: requests authenticate with the
 ///   [`BearerAuthenticator`]; the body is a JSON GraphQL request of at most
-///   the body limit ([`DEFAULT_BODY_LIMIT`]). Resolver errors come back with
-///   `200` and DataHub's `errors[].extensions` (`403 UNAUTHORIZED`, `400
-///   BAD_REQUEST`, `500 SERVER_ERROR`); an unusable body or query document
-///   is `400`, a body over the limit `413`, a body that is not
+///   the body limit ([`DEFAULT_BODY_LIMIT`]). As in DataHub, errors of the
+///   document (resolvers, syntax, validation) come back with `200` and
+///   DataHub's `errors[].extensions` (`403 UNAUTHORIZED`, `400
+///   BAD_REQUEST`, `500 SERVER_ERROR`); a body that is not a GraphQL
+///   request is `400`, a body over the limit `413`, a body that is not
 ///   `application/json` `415`, and a failed authentication `401`.
 /// * `GET /api/graphiql`: a GraphiQL page for trying the API in a browser
 ///   (it loads exact versions of GraphiQL and React from unpkg.com, each
