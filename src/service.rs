@@ -391,8 +391,11 @@ impl TokenService for DataHubTokenService {
             return Err(self.deny("rotateAccessToken", caller, Some(token_id)));
         }
         let now = self.clock.now_ms();
-        if info.expires_at.is_some_and(|at| at < now) {
-            // Rotating would bring a dead token back to life.
+        // The token stops validating when its `exp` second has passed, up to
+        // 999 ms before the stored `expiresAt` (exp is in whole seconds).
+        // Rotating it after that would bring a dead token back to life.
+        let exp_ms = info.expires_at.map(|at| at.div_euclid(1000).saturating_mul(1000));
+        if exp_ms.is_some_and(|exp_ms| now > exp_ms) {
             return Err(Error::Expired);
         }
         let lifetime_ms = match duration {

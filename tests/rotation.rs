@@ -215,6 +215,34 @@ async fn who_may_rotate() {
     assert!(matches!(err, Error::Expired), "{err}");
 }
 
+#[tokio::test]
+async fn a_token_is_not_rotated_once_it_stops_validating() {
+    // Made half a second into a second: its `exp` (whole seconds) falls
+    // 500 ms before its stored `expiresAt`.
+    let f = Fixture::new();
+    f.clock.set(T0 + 500);
+    let token = f.create(ALICE, ALICE, "t", AccessTokenDuration::OneHour).await;
+    let id = id_of(&token);
+    f.clock.set(T0 + HOUR_MS);
+    f.service
+        .validate_access_token(token.expose_access_token())
+        .await
+        .unwrap();
+    f.clock.set(T0 + HOUR_MS + 300);
+    let err = f
+        .service
+        .rotate_access_token(&user(ALICE), &id, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Expired), "{err}");
+    let err = f
+        .service
+        .validate_access_token(token.expose_access_token())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Expired), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_rotations_leave_exactly_one_token() {
     let f = Fixture::new();
