@@ -47,9 +47,21 @@ const PRUNE_FLOOR: usize = 1024;
 pub(crate) enum Noted {
     /// Nothing: throttled, or a writer task will write it.
     Done,
-    /// Write it now with [`LastUsedRecorder::flush`]: there is no Tokio
-    /// runtime to run a writer task on.
+    /// Write it now with [`LastUsedRecorder::flush`] (and
+    /// [`IfFailed::Drop`]): there is no Tokio runtime to run a writer task on.
     FlushNow,
+}
+
+/// What becomes of a batch whose write fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IfFailed {
+    /// Dropped, its tokens no longer throttled: the next use of each is
+    /// noted again. For writes nobody retries, so that a failing store
+    /// cannot make the pending uses grow.
+    Drop,
+    /// Kept pending, for the caller to retry (an explicit flush, say before
+    /// shutting down, must not lose them).
+    Keep,
 }
 
 impl LastUsedRecorder {
@@ -113,7 +125,7 @@ impl LastUsedRecorder {
                 }
                 std::mem::take(&mut state.pending)
             };
-            if let Err(error) = recorder.write(batch).await {
+            if let Err(error) = recorder.write(batch, IfFailed::Drop).await {
                 tracing::warn!(%error, "recording when tokens were last used failed; retried at their next use");
             }
             drop(writing);
@@ -121,24 +133,25 @@ impl LastUsedRecorder {
     }
 
     /// Writes every noted use now, after any write under way.
-    pub(crate) async fn flush(&self) -> Result<()> {
+    pub(crate) async fn flush(&self, if_failed: IfFailed) -> Result<()> {
         let _writing = self.writing.lock().await;
         let batch = std::mem::take(&mut self.state().pending);
         if batch.is_empty() {
             return Ok(());
         }
-        self.write(batch).await
+        self.write(batch, if_failed).await
     }
 
-    async fn write(&self, batch: Vec<TokenUse>) -> Result<()> {
+    async fn write(&self, batch: Vec<TokenUse>, if_failed: IfFailed) -> Result<()> {
         let mut in_flight = InFlight {
             recorder: self,
             batch,
             landed: false,
         };
         let written = self.store.record_last_used(&in_flight.batch).await;
-        in_flight.landed = true;
-        if written.is_err() {
+        // Not landed: dropping `in_flight` puts the batch back.
+        in_flight.landed = written.is_ok() || if_failed == IfFailed::Drop;
+        if written.is_err() && if_failed == IfFailed::Drop {
             // Not throttled any more: the next use of each is noted again.
             let mut state = self.state();
             for used in &in_flight.batch {
@@ -231,7 +244,7 @@ mod tests {
         assert_eq!(recorder.note(&id(0), 10_000), Noted::Done);
         assert_eq!(recorder.note(&id(0), 10_999), Noted::Done);
         assert_eq!(recorder.note(&id(1), 10_500), Noted::Done);
-        recorder.flush().await.unwrap();
+        recorder.flush(IfFailed::Keep).await.unwrap();
         let last_used = |n| {
             let store = store.clone();
             async move { store.get(&id(n)).await.unwrap().unwrap().info.last_used_at }
@@ -240,7 +253,7 @@ mod tests {
         assert_eq!(last_used(1).await, Some(10_500));
         assert_eq!(last_used(2).await, None);
         recorder.note(&id(0), 11_000);
-        recorder.flush().await.unwrap();
+        recorder.flush(IfFailed::Keep).await.unwrap();
         assert_eq!(
             last_used(0).await,
             Some(11_000),
@@ -287,6 +300,8 @@ mod tests {
         inner: MemoryTokenStore,
         stall: std::sync::atomic::AtomicBool,
         entered: std::sync::atomic::AtomicBool,
+        /// `record_last_used` fails at once while set.
+        fail: std::sync::atomic::AtomicBool,
     }
 
     #[async_trait::async_trait]
@@ -315,6 +330,9 @@ mod tests {
         }
         async fn record_last_used(&self, uses: &[TokenUse]) -> Result<()> {
             self.entered.store(true, std::sync::atomic::Ordering::SeqCst);
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(crate::Error::storage("record_last_used", "the database is away"));
+            }
             if self.stall.load(std::sync::atomic::Ordering::SeqCst) {
                 std::future::pending::<()>().await;
             }
@@ -342,10 +360,43 @@ mod tests {
         store.stall.store(false, SeqCst);
         let second = tokio::runtime::Builder::new_current_thread().build().unwrap();
         second.block_on(async {
-            recorder.flush().await.unwrap();
+            recorder.flush(IfFailed::Keep).await.unwrap();
             let stored = store.get(&sample(0).id).await.unwrap().unwrap();
             assert_eq!(stored.info.last_used_at, Some(7_000));
         });
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_keeps_the_uses_for_the_next() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let store = Arc::new(StallingStore::default());
+        store.insert(sample(0)).await.unwrap();
+        store.insert(sample(1)).await.unwrap();
+        let recorder = Arc::new(LastUsedRecorder::new(1_000, store.clone()));
+        let last_used = |n| {
+            let store = store.clone();
+            async move { store.get(&sample(n).id).await.unwrap().unwrap().info.last_used_at }
+        };
+        let used = |n: u64, at_ms| TokenUse {
+            id: sample(n).id,
+            at_ms,
+        };
+        store.fail.store(true, SeqCst);
+        recorder.state().pending.push(used(0, 3_000));
+        assert!(recorder.flush(IfFailed::Keep).await.is_err());
+        assert_eq!(recorder.state().pending, vec![used(0, 3_000)], "kept for a retry");
+        store.fail.store(false, SeqCst);
+        recorder.flush(IfFailed::Keep).await.unwrap();
+        assert_eq!(last_used(0).await, Some(3_000), "written by the retry");
+
+        // Dropped when nobody retries (the writer task's way).
+        store.fail.store(true, SeqCst);
+        recorder.state().pending.push(used(1, 4_000));
+        assert!(recorder.flush(IfFailed::Drop).await.is_err());
+        assert!(recorder.state().pending.is_empty());
+        store.fail.store(false, SeqCst);
+        recorder.flush(IfFailed::Keep).await.unwrap();
+        assert_eq!(last_used(1).await, None);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::codec::{AccessTokenClaims, TokenCodec, MAX_TOKEN_BYTES, VERSION_STATE
 use crate::config::TokenServiceConfig;
 use crate::duration::{AccessTokenDuration, DurationPolicy};
 use crate::error::{Error, Result};
-use crate::last_used::{LastUsedRecorder, Noted};
+use crate::last_used::{IfFailed, LastUsedRecorder, Noted};
 use crate::model::{
     AccessToken, AccessTokenMetadata, AccessTokenType, CreateAccessTokenInput, DataHubAccessTokenInfo,
     ListAccessTokenInput, ListAccessTokenResult, StoredAccessToken,
@@ -109,7 +109,8 @@ pub trait TokenService: Debug + Send + Sync + 'static {
 
     /// Writes to the store now what the service has deferred (the uses of
     /// tokens, for `lastUsedAt`), after any write already under way. Call
-    /// before shutting down, or before reading `lastUsedAt` in a test.
+    /// before shutting down, or before reading `lastUsedAt` in a test. If
+    /// the write fails, the uses stay deferred: calling again retries them.
     async fn flush_last_used(&self) -> Result<()> {
         Ok(())
     }
@@ -502,7 +503,7 @@ impl TokenService for DataHubTokenService {
             if recorder.note(&token_id, now) == Noted::FlushNow {
                 // No runtime to defer to: record it here. Bookkeeping only,
                 // so a failure does not fail the validation.
-                if let Err(error) = recorder.flush().await {
+                if let Err(error) = recorder.flush(IfFailed::Drop).await {
                     tracing::warn!(%error, "recording when a token was last used failed");
                 }
             }
@@ -528,7 +529,7 @@ impl TokenService for DataHubTokenService {
 
     async fn flush_last_used(&self) -> Result<()> {
         match &self.last_used {
-            Some(recorder) => recorder.flush().await,
+            Some(recorder) => recorder.flush(IfFailed::Keep).await,
             None => Ok(()),
         }
     }
