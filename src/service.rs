@@ -237,15 +237,19 @@ impl DataHubTokenService {
     }
 }
 
-/// Checks a create request's fields, returning the actor.
-fn check_create_input(input: &CreateAccessTokenInput) -> Result<Urn> {
+/// Checks a create request's type and actor, returning the actor.
+fn check_create_target(input: &CreateAccessTokenInput) -> Result<Urn> {
     if input.token_type != AccessTokenType::Personal {
         return Err(Error::invalid_input(format!(
             "type {} cannot be created with createAccessToken: only PERSONAL tokens can",
             input.token_type
         )));
     }
-    let actor = parse_user_urn("actorUrn", &input.actor_urn)?;
+    parse_user_urn("actorUrn", &input.actor_urn)
+}
+
+/// Checks a create request's name and description.
+fn check_name_and_description(input: &CreateAccessTokenInput) -> Result<()> {
     let name_chars = input.name.chars().count();
     if input.name.trim().is_empty() {
         return Err(Error::invalid_input("name must not be empty"));
@@ -263,7 +267,7 @@ fn check_create_input(input: &CreateAccessTokenInput) -> Result<Urn> {
             )));
         }
     }
-    Ok(actor)
+    Ok(())
 }
 
 fn parse_user_urn(what: &str, text: &str) -> Result<Urn> {
@@ -298,15 +302,18 @@ fn check_token_id(token_id: &str) -> Result<()> {
 #[async_trait]
 impl TokenService for DataHubTokenService {
     async fn create_access_token(&self, caller: &Urn, input: CreateAccessTokenInput) -> Result<AccessToken> {
-        let actor = check_create_input(&input)?;
-        let lifetime_ms = self
-            .durations
-            .resolve(input.duration, input.duration_iso.as_deref())?;
+        // As in DataHub: who may create depends on the actor, so the type
+        // and actor are read first; the rest only for a caller who may.
+        let actor = check_create_target(&input)?;
         let allowed =
             self.can_manage(caller).await? || (actor == *caller && self.can_generate(caller).await?);
         if !allowed {
             return Err(self.deny("createAccessToken", caller, None));
         }
+        check_name_and_description(&input)?;
+        let lifetime_ms = self
+            .durations
+            .resolve(input.duration, input.duration_iso.as_deref())?;
         let created_at = self.clock.now_ms();
         let info = DataHubAccessTokenInfo {
             name: input.name,

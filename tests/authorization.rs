@@ -452,3 +452,47 @@ async fn a_missing_token_is_not_found_only_to_managers() {
     assert!(matches!(err, Error::NotFound), "{err:?}");
     assert_eq!(err.to_string(), "Access token no longer exists");
 }
+
+#[tokio::test]
+async fn a_create_anyone_may_not_make_is_refused_before_its_other_fields_are_read() {
+    // As in DataHub: the type and actor decide who may create; a caller who
+    // may not is told so (and learns nothing of the duration policy or
+    // limits), whatever else the request holds.
+    let f = Fixture::new();
+    let bad_fields = [
+        CreateAccessTokenInput {
+            duration: None,
+            duration_iso: Some("P2D".into()),
+            ..CreateAccessTokenInput::personal(BOB, "t", AccessTokenDuration::OneDay)
+        },
+        CreateAccessTokenInput::personal(BOB, "", AccessTokenDuration::OneDay),
+        CreateAccessTokenInput::personal(BOB, "x".repeat(300), AccessTokenDuration::OneDay),
+    ];
+    for input in bad_fields {
+        for caller in [ALICE, NOBODY] {
+            let err = f
+                .service
+                .create_access_token(&user(caller), input.clone())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::Unauthorized), "{caller}: {err:?}");
+        }
+        // The same request by one who may: the field is named.
+        let err = f
+            .service
+            .create_access_token(&user(MANAGER), input)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    }
+    // A malformed actor is named to everyone: who may create is unknowable.
+    let err = f
+        .service
+        .create_access_token(
+            &user(NOBODY),
+            CreateAccessTokenInput::personal("bob", "t", AccessTokenDuration::OneDay),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("actorUrn"), "{err}");
+}
