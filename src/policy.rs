@@ -192,11 +192,21 @@ impl Policies {
     }
 
     /// Loads grants from JSON (see the type docs). Unknown keys, privileges
-    /// and roles, and malformed urns are errors.
+    /// and roles, malformed urns, and actors that are not user urns (groups,
+    /// roles: they would never match a caller) are errors.
     pub fn from_json(json: &str) -> Result<Self> {
         let policies: Policies =
             serde_json::from_str(json).map_err(|e| Error::Config(format!("policies: {e}")))?;
         for (actor, grant) in &policies.actors {
+            // Privileges are checked for the calling user's urn exactly: any
+            // other key would silently grant nothing.
+            if !actor.is_corp_user() || actor.as_str().trim() != actor.as_str() {
+                return Err(Error::Config(format!(
+                    "policies: actor {:?} is not a user urn (urn:li:corpuser:<id>, no spaces around it); \
+                     only users are granted privileges here",
+                    actor.as_str()
+                )));
+            }
             if let Some(role) = grant.roles.iter().find(|r| !policies.roles.contains_key(*r)) {
                 return Err(Error::Config(format!(
                     "policies: actor {actor} has role {role:?}, which is not defined under \"roles\""
@@ -318,5 +328,19 @@ mod tests {
         assert!(twice.contains("urn:li:corpuser:a is given twice"), "{twice}");
         let twice = err(r#"{"roles":{"Ops":["MANAGE_ACCESS_TOKENS"],"Ops":[]}}"#);
         assert!(twice.contains("Ops is given twice"), "{twice}");
+        for never_a_caller in [
+            "urn:li:corpGroup:admins",
+            "urn:li:dataHubRole:Admin",
+            "urn:li:CorpUser:alice",
+            "urn:li:corpuser:bob ",
+        ] {
+            let json =
+                format!(r#"{{"actors":{{"{never_a_caller}":{{"privileges":["MANAGE_ACCESS_TOKENS"]}}}}}}"#);
+            let message = err(&json);
+            assert!(
+                message.contains(&format!("actor {never_a_caller:?} is not a user urn")),
+                "{message}"
+            );
+        }
     }
 }
