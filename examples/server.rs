@@ -8,8 +8,8 @@
 //! Serves on `127.0.0.1:8080` (`--listen ADDR`):
 //!
 //! * `POST /api/graphql`: DataHub's GraphQL token API (`createAccessToken`,
-//!   `revokeAccessToken`, `listAccessTokens`, `getAccessTokenMetadata`),
-//!   bodies up to 1 MiB;
+//!   `revokeAccessToken`, `listAccessTokens`, `getAccessTokenMetadata`,
+//!   and our `rotateAccessToken`), bodies up to 1 MiB;
 //! * `GET /api/graphiql`: a GraphiQL page for trying it in a browser;
 //! * `GET /api/whoami`: a route of "your own service" behind the same Bearer
 //!   authenticator, answering the caller's urn;

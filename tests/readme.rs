@@ -37,7 +37,7 @@ async fn using_the_library() -> Outcome {
 
     let service = DataHubTokenService::new(
         TokenServiceConfig::from_env()?,          // DataHub's variables; or ::generate()? for tests
-        FileTokenStore::open("./tokens").await?,  // or MemoryTokenStore::new(), PostgresTokenStore::connect(url)
+        FileTokenStore::open("./tokens").await?,  // or MemoryTokenStore::new(), store::PostgresTokenStore::connect(url).await?
         Policies::datahub_defaults(),             // or Policies::from_json(..), or your own PolicyEngine
     );
     let me = Urn::corp_user("datahub")?;

@@ -5,12 +5,16 @@
 //! type Mutation {
 //!   createAccessToken(input: CreateAccessTokenInput!): AccessToken
 //!   revokeAccessToken(tokenId: String!): Boolean!
+//!   # Ours, beyond DataHub's schema:
+//!   rotateAccessToken(tokenId: String!, duration: AccessTokenDuration): AccessToken
 //! }
 //! type Query {
 //!   listAccessTokens(input: ListAccessTokenInput!): ListAccessTokenResult!
 //!   getAccessTokenMetadata(token: String!): AccessTokenMetadata!
 //! }
 //! ```
+//!
+//! `AccessTokenMetadata` also has our `lastUsedAt: Long`.
 //!
 //! Build the schema over any [`TokenService`] with [`schema`], and give each
 //! request the authenticated user as a [`Caller`]. Errors carry DataHub's
