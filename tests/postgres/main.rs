@@ -57,6 +57,9 @@ const TESTS: &[Test] = &[
     ("removals_by_hand_reach_every_replica", |url| {
         Box::pin(store::removals_by_hand_reach_every_replica(url))
     }),
+    ("a_renamed_schema_still_carries_removals", |url| {
+        Box::pin(store::a_renamed_schema_still_carries_removals(url))
+    }),
     ("revocation_delay_between_replicas", |url| {
         Box::pin(replicas::revocation_delay_between_replicas(url))
     }),

@@ -309,6 +309,32 @@ pub async fn removals_by_hand_reach_every_replica(url: String) {
     drop_schema(&admin, &schema).await;
 }
 
+/// After `ALTER SCHEMA .. RENAME`, stores opened under the new name still
+/// hear each other's removals: the trigger functions, which named the old
+/// channel, are pointed at the new one on open.
+pub async fn a_renamed_schema_still_carries_removals(url: String) {
+    let admin = admin(&url).await;
+    let (old, new) = (fresh_schema("renamed_from"), fresh_schema("renamed_to"));
+    drop(store(&url, options(&old)).await);
+    sqlx::raw_sql(&format!("ALTER SCHEMA \"{old}\" RENAME TO \"{new}\""))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let (listener, remover) = (store(&url, options(&new)).await, store(&url, options(&new)).await);
+    let token = sample_token(1, "alice", 1, None);
+    listener.insert(token.clone()).await.unwrap();
+    assert!(listener.contains(&token.id).await.unwrap(), "cached");
+    assert!(remover.delete(&token.id).await.unwrap());
+    eventually(
+        "a removal under the new schema name",
+        Duration::from_secs(5),
+        async || !listener.contains(&token.id).await.unwrap(),
+    )
+    .await;
+    drop((listener, remover));
+    drop_schema(&admin, &new).await;
+}
+
 /// PostgreSQL text cannot hold NUL: storing one is a clear bad request,
 /// and looking one up simply finds nothing.
 pub async fn nul_characters_are_handled(url: String) {

@@ -151,10 +151,31 @@ fn create_table(n: &Names) -> String {
 fn create_notify_trigger(n: &Names) -> String {
     let t = &n.qualified;
     let function = n.companion("notify_removed");
+    format!(
+        r#"
+        {create_function}
+        CREATE TRIGGER {delete_trigger} AFTER DELETE ON {t}
+            REFERENCING OLD TABLE AS removed_rows FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+        CREATE TRIGGER {update_trigger} AFTER UPDATE ON {t}
+            REFERENCING OLD TABLE AS removed_rows FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+        CREATE TRIGGER {truncate_trigger} AFTER TRUNCATE ON {t}
+            FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+        "#,
+        create_function = notify_removed_function(n, "CREATE FUNCTION"),
+        delete_trigger = n.index("notify_delete"),
+        update_trigger = n.index("notify_update"),
+        truncate_trigger = n.index("notify_truncate"),
+    )
+}
+
+/// The function behind the delete and truncate triggers, created with
+/// `create` (`CREATE FUNCTION` or `CREATE OR REPLACE FUNCTION`).
+fn notify_removed_function(n: &Names, create: &str) -> String {
+    let function = n.companion("notify_removed");
     let channel = &n.channel;
     format!(
         r#"
-        CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        {create} {function}() RETURNS trigger LANGUAGE plpgsql AS $fn$
         DECLARE
             removed bigint;
             payload text;
@@ -185,16 +206,7 @@ fn create_notify_trigger(n: &Names) -> String {
             RETURN NULL;
         END
         $fn$;
-        CREATE TRIGGER {delete_trigger} AFTER DELETE ON {t}
-            REFERENCING OLD TABLE AS removed_rows FOR EACH STATEMENT EXECUTE FUNCTION {function}();
-        CREATE TRIGGER {update_trigger} AFTER UPDATE ON {t}
-            REFERENCING OLD TABLE AS removed_rows FOR EACH STATEMENT EXECUTE FUNCTION {function}();
-        CREATE TRIGGER {truncate_trigger} AFTER TRUNCATE ON {t}
-            FOR EACH STATEMENT EXECUTE FUNCTION {function}();
-        "#,
-        delete_trigger = n.index("notify_delete"),
-        update_trigger = n.index("notify_update"),
-        truncate_trigger = n.index("notify_truncate"),
+        "#
     )
 }
 
@@ -205,12 +217,29 @@ fn create_notify_trigger(n: &Names) -> String {
 fn add_last_used(n: &Names) -> String {
     let t = &n.qualified;
     let function = n.companion("notify_id_changed");
-    let channel = &n.channel;
     format!(
         r#"
         ALTER TABLE {t} ADD COLUMN last_used_at BIGINT;
         CREATE INDEX {last_used} ON {t} (last_used_at);
-        CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        {create_function}
+        DROP TRIGGER {update_trigger} ON {t};
+        CREATE TRIGGER {update_trigger} AFTER UPDATE ON {t}
+            REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+        "#,
+        create_function = notify_id_changed_function(n, "CREATE FUNCTION"),
+        last_used = n.index("last_used_idx"),
+        update_trigger = n.index("notify_update"),
+    )
+}
+
+/// The function behind the update trigger (see [`notify_removed_function`]).
+fn notify_id_changed_function(n: &Names, create: &str) -> String {
+    let function = n.companion("notify_id_changed");
+    let channel = &n.channel;
+    format!(
+        r#"
+        {create} {function}() RETURNS trigger LANGUAGE plpgsql AS $fn$
         BEGIN
             IF EXISTS (SELECT id FROM old_rows EXCEPT SELECT id FROM new_rows) THEN
                 PERFORM pg_notify('{channel}', '*');
@@ -218,14 +247,39 @@ fn add_last_used(n: &Names) -> String {
             RETURN NULL;
         END
         $fn$;
-        DROP TRIGGER {update_trigger} ON {t};
-        CREATE TRIGGER {update_trigger} AFTER UPDATE ON {t}
-            REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-            FOR EACH STATEMENT EXECUTE FUNCTION {function}();
-        "#,
-        last_used = n.index("last_used_idx"),
-        update_trigger = n.index("notify_update"),
+        "#
     )
+}
+
+/// The trigger functions name their channel as a literal, written when they
+/// were made. After `ALTER SCHEMA .. RENAME` (or a renamed table) they would
+/// go on notifying the old channel while listeners, and the heartbeats that
+/// prove them alive, use the new one: other replicas' revocations would go
+/// unheard while the cache stayed trusted. So each open checks them, and
+/// points them at this store's channel if they name another.
+async fn repoint_notify_functions(tx: &mut sqlx::PgConnection, names: &Names) -> Result<bool, sqlx::Error> {
+    let functions = [
+        names.companion("notify_removed"),
+        names.companion("notify_id_changed"),
+    ];
+    let elsewhere: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM unnest($1::text[]) AS f(name) \
+         WHERE strpos(coalesce((SELECT prosrc FROM pg_proc WHERE oid = to_regproc(f.name)), ''), $2) = 0",
+    )
+    .bind(&functions[..])
+    .bind(format!("pg_notify('{}'", names.channel))
+    .fetch_one(&mut *tx)
+    .await?;
+    if elsewhere == 0 {
+        return Ok(false);
+    }
+    let replace = [
+        notify_removed_function(names, "CREATE OR REPLACE FUNCTION"),
+        notify_id_changed_function(names, "CREATE OR REPLACE FUNCTION"),
+    ]
+    .concat();
+    tx.execute(sqlx::raw_sql(&replace)).await?;
+    Ok(true)
 }
 
 /// Brings the schema to [`LATEST_VERSION`], applying each missing migration
@@ -278,6 +332,13 @@ pub(super) async fn migrate(pool: &PgPool, names: &Names) -> Result<(), MigrateE
             .bind(description)
             .execute(&mut *tx)
             .await?;
+    }
+    if repoint_notify_functions(&mut tx, names).await? {
+        tracing::warn!(
+            table = %names.qualified,
+            channel = %names.channel,
+            "the table's notify triggers named another channel (schema or table renamed?); they now notify this one"
+        );
     }
     tx.commit().await?;
     Ok(())
