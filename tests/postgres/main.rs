@@ -42,6 +42,9 @@ const TESTS: &[Test] = &[
     ("migrations_are_idempotent_and_versioned", |url| {
         Box::pin(store::migrations_are_idempotent_and_versioned(url))
     }),
+    ("two_tables_first_opened_together_in_a_new_schema", |url| {
+        Box::pin(store::two_tables_first_opened_together_in_a_new_schema(url))
+    }),
     ("a_version_2_table_is_upgraded_in_place", |url| {
         Box::pin(store::a_version_2_table_is_upgraded_in_place(url))
     }),

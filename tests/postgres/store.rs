@@ -46,6 +46,22 @@ fn error_chain(error: &Error) -> String {
     text
 }
 
+/// Stores of two tables opened together in a schema that does not exist yet
+/// both start: one creates the schema, the other waits for it.
+pub async fn two_tables_first_opened_together_in_a_new_schema(url: String) {
+    let admin = admin(&url).await;
+    for _ in 0..5 {
+        let schema = fresh_schema("together");
+        let (x, y) = tokio::join!(
+            PostgresTokenStore::connect_with(&url, options(&schema).with_table("tokens_x")),
+            PostgresTokenStore::connect_with(&url, options(&schema).with_table("tokens_y")),
+        );
+        let (x, y) = (x.expect("tokens_x opens"), y.expect("tokens_y opens"));
+        drop((x, y));
+        drop_schema(&admin, &schema).await;
+    }
+}
+
 pub async fn migrations_are_idempotent_and_versioned(url: String) {
     let admin = admin(&url).await;
     let schema = fresh_schema("migr");

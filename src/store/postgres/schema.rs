@@ -63,14 +63,21 @@ impl Names {
 
     /// Key of the advisory lock that serializes migrations of this table.
     fn lock_key(&self) -> i64 {
-        let hash = digest::digest(
-            &digest::SHA256,
-            format!("datahub-access-tokens:{}", self.qualified).as_bytes(),
-        );
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&hash.as_ref()[..8]);
-        i64::from_le_bytes(bytes)
+        lock_key(&format!("datahub-access-tokens:{}", self.qualified))
     }
+
+    /// Key of the advisory lock that serializes creating the schema, which
+    /// stores of other tables in it may be doing at the same time.
+    fn schema_lock_key(&self) -> i64 {
+        lock_key(&format!("datahub-access-tokens schema:\"{}\"", self.schema))
+    }
+}
+
+fn lock_key(text: &str) -> i64 {
+    let hash = digest::digest(&digest::SHA256, text.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&hash.as_ref()[..8]);
+    i64::from_le_bytes(bytes)
 }
 
 fn check_ident(what: &str, name: &str, max_len: usize) -> Result<()> {
@@ -293,14 +300,20 @@ pub(super) async fn migrate(pool: &PgPool, names: &Names) -> Result<(), MigrateE
         .bind(names.lock_key())
         .execute(&mut *tx)
         .await?;
-    let schema_exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
-            .bind(&names.schema)
-            .fetch_one(&mut *tx)
+    let schema_exists = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)";
+    let exists = sqlx::query_scalar::<_, bool>(schema_exists).bind(&names.schema);
+    if !exists.fetch_one(&mut *tx).await? {
+        // Asked again under the schema's lock: a store of another table may
+        // have created it meanwhile (it holds that lock until it commits).
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(names.schema_lock_key())
+            .execute(&mut *tx)
             .await?;
-    if !schema_exists {
-        let create = format!("CREATE SCHEMA \"{}\"", names.schema);
-        tx.execute(sqlx::raw_sql(&create)).await?;
+        let exists = sqlx::query_scalar::<_, bool>(schema_exists).bind(&names.schema);
+        if !exists.fetch_one(&mut *tx).await? {
+            let create = format!("CREATE SCHEMA \"{}\"", names.schema);
+            tx.execute(sqlx::raw_sql(&create)).await?;
+        }
     }
     let versions = names.companion("migrations");
     let create = format!(
