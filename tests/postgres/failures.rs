@@ -299,3 +299,52 @@ pub async fn silent_listener_stops_cache_within_bound(url: String) {
     drop((a, b, store_a));
     drop_schema(&admin, &schema).await;
 }
+
+/// Creates that wait on an owner's lock held elsewhere (a replica frozen
+/// between its lock and its commit) time out, and their statements stop on
+/// the server too: the pool is not drained, so other owners' calls go on.
+pub async fn a_stuck_owner_lock_does_not_drain_the_pool(url: String) {
+    let admin = admin(&url).await;
+    let schema = fresh_schema("stuck");
+    let timeout = Duration::from_millis(300);
+    let opts = options(&schema)
+        .with_max_connections(3)
+        .with_operation_timeout(timeout);
+    let replica = store(&url, opts).await;
+    let a = service(&TokenServiceConfig::generate().unwrap(), replica.clone());
+    let (alice, bob) = (Urn::corp_user("alice").unwrap(), Urn::corp_user("bob").unwrap());
+    let (_, bobs) = create(&a, &bob, 0).await.unwrap();
+    let mut holder = admin.acquire().await.unwrap();
+    let key = format!("{} {alice}", replica.qualified_table());
+    sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+        .bind(&key)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    for n in 0..3 {
+        let err = create(&a, &alice, n).await.unwrap_err();
+        assert!(matches!(err, Error::Storage { .. }), "{err}");
+    }
+    eventually("the waits stop on the server", RECOVERY_LIMIT, async || {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE '%pg_advisory_xact_lock%'",
+        )
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+        waiting == 0
+    })
+    .await;
+    assert!(
+        a.revoke_access_token(&bob, &bobs).await.unwrap(),
+        "another owner's revoke"
+    );
+    create(&a, &bob, 1).await.expect("another owner's create");
+    sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    drop((holder, a, replica));
+    drop_schema(&admin, &schema).await;
+}

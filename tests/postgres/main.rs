@@ -78,6 +78,9 @@ const TESTS: &[Test] = &[
     ("silent_listener_stops_cache_within_bound", |url| {
         Box::pin(failures::silent_listener_stops_cache_within_bound(url))
     }),
+    ("a_stuck_owner_lock_does_not_drain_the_pool", |url| {
+        Box::pin(failures::a_stuck_owner_lock_does_not_drain_the_pool(url))
+    }),
 ];
 
 fn main() -> ExitCode {

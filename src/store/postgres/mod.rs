@@ -353,8 +353,20 @@ impl PostgresTokenStore {
             ));
         }
         options.check()?;
-        let connect_options = PgConnectOptions::from_str(url)
+        let mut connect_options = PgConnectOptions::from_str(url)
             .map_err(|e| Error::Config(format!("invalid PostgreSQL URL: {e}")))?;
+        // A statement the store stops waiting for must stop on the server
+        // too: otherwise it keeps its connection (say, waiting for an
+        // owner's lock that a frozen replica holds), and enough of them
+        // drain the pool for every other call. A statement_timeout in the
+        // URL (`?options=-c statement_timeout=...`) wins.
+        if !connect_options
+            .get_options()
+            .is_some_and(|set| set.contains("statement_timeout"))
+        {
+            let timeout_ms = options.operation_timeout.as_millis();
+            connect_options = connect_options.options([("statement_timeout", format!("{timeout_ms}ms"))]);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.operation_timeout)
@@ -369,7 +381,10 @@ impl PostgresTokenStore {
 
     /// Uses a pool the service already has. Brings the table up to
     /// [`SCHEMA_VERSION`] and starts listening for revocations before it
-    /// returns.
+    /// returns. Give the pool's connections a `statement_timeout` (as
+    /// [`connect_with`](Self::connect_with) does, equal to the operation
+    /// timeout): a statement the store has given up on otherwise runs on,
+    /// holding its connection, until the server ends it.
     pub async fn from_pool_with(pool: PgPool, options: PostgresStoreOptions) -> Result<Self> {
         let names = options.check()?;
         let timeout = options.operation_timeout;
