@@ -63,8 +63,12 @@ pub(super) fn resynchronized(shared: &Shared) {
 
 /// Runs until the store is dropped (which aborts it).
 pub(super) async fn run(shared: Arc<Shared>, mut listener: PgListener) {
+    // Heartbeat numbers go on across reconnects: a ping sent on an
+    // abandoned connection and committed after the new one listens is
+    // heard by the new one, and must not pass for one of its own.
+    let mut sequence: u64 = 0;
     loop {
-        let reason = serve(&shared, &mut listener).await;
+        let reason = serve(&shared, &mut listener, &mut sequence).await;
         shared.listening.store(false, Ordering::Release);
         shared.cache.distrust();
         shared.cache.clear();
@@ -103,10 +107,9 @@ async fn reconnect(shared: &Shared) -> PgListener {
 }
 
 /// Handles notifications and heartbeats until the connection fails; returns why.
-async fn serve(shared: &Shared, listener: &mut PgListener) -> String {
+async fn serve(shared: &Shared, listener: &mut PgListener, sequence: &mut u64) -> String {
     let mut heartbeat = tokio::time::interval(shared.max_staleness / 4);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sequence: u64 = 0;
     // Heartbeats sent and not yet heard back, oldest first.
     let mut in_flight: VecDeque<(u64, Instant)> = VecDeque::new();
     loop {
@@ -118,9 +121,9 @@ async fn serve(shared: &Shared, listener: &mut PgListener) -> String {
                 Err(error) => return error.to_string(),
             },
             _ = heartbeat.tick() => {
-                sequence += 1;
+                *sequence += 1;
                 let sent = Instant::now();
-                in_flight.push_back((sequence, sent));
+                in_flight.push_back((*sequence, sent));
                 if in_flight.len() > 64 {
                     in_flight.pop_front();
                 }
