@@ -250,6 +250,18 @@ fn check_create_target(input: &CreateAccessTokenInput) -> Result<Urn> {
 
 /// Checks a create request's name and description.
 fn check_name_and_description(input: &CreateAccessTokenInput) -> Result<()> {
+    // No store can keep NUL safely (PostgreSQL cannot at all): refused for
+    // every store alike, so tokens move between stores.
+    for (field, text) in [
+        ("name", Some(&input.name)),
+        ("description", input.description.as_ref()),
+    ] {
+        if text.is_some_and(|text| text.contains('\0')) {
+            return Err(Error::invalid_input(format!(
+                "{field} must not contain NUL characters (U+0000)"
+            )));
+        }
+    }
     let name_chars = input.name.chars().count();
     if input.name.trim().is_empty() {
         return Err(Error::invalid_input("name must not be empty"));

@@ -91,6 +91,16 @@ async fn bad_create_inputs_are_named_and_change_nothing() {
             vec!["actorUrn", "control characters"],
         ),
         (
+            "a NUL character in the name",
+            create_input(ALICE, "ci\u{0}"),
+            vec!["name must not contain NUL characters"],
+        ),
+        (
+            "a NUL character in the description",
+            create_input(ALICE, "ok").with_description("first\u{0}line"),
+            vec!["description must not contain NUL characters"],
+        ),
+        (
             "actor urn of a group",
             create_input("urn:li:corpGroup:admins", "ok"),
             vec!["actorUrn must be a user urn", "urn:li:corpGroup:admins"],

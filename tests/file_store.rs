@@ -247,6 +247,53 @@ async fn a_torn_tail_is_cut_off_on_open() {
     assert_eq!(all(&open(tmp.path()).await).await.len(), 10);
 }
 
+/// A token's text cannot pass for the log's own framing: a batch frame needs
+/// NUL bytes (its 8-byte length), which the store refuses in text, so a
+/// crash that tears a batch inside such text still reads as a torn tail.
+#[tokio::test]
+async fn text_cannot_pass_for_log_framing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path()).await;
+    store.insert(token(1)).await.unwrap();
+    let before = store.stats().log_bytes;
+    // A whole batch frame (length 9, its checksum, 9 bytes of records) that
+    // is ASCII, in a description: refused, nothing written.
+    let frame = (0u32..)
+        .map(|n| {
+            let records = format!("{n:09}");
+            let mut frame = (records.len() as u64).to_le_bytes().to_vec();
+            let crc = crc32(&[&frame[..], records.as_bytes()].concat());
+            frame.extend_from_slice(&crc.to_le_bytes());
+            frame.extend_from_slice(records.as_bytes());
+            frame
+        })
+        .find(|frame| frame.is_ascii())
+        .unwrap();
+    let with_text = |frame: &[u8]| {
+        let mut t = token(2);
+        let text = String::from_utf8(frame.to_vec()).unwrap();
+        t.info.description = Some(format!("{}{text}{}", "a".repeat(100), "c".repeat(100)));
+        t
+    };
+    let err = store.insert(with_text(&frame)).await.unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidInput(_)) && err.to_string().contains("description contains a NUL"),
+        "{err}"
+    );
+    assert_eq!(store.stats().log_bytes, before, "nothing written");
+    // The same bytes without NUL are plain text: torn inside it, the batch
+    // is dropped as the torn tail it is.
+    let no_nul: Vec<u8> = frame.iter().map(|&b| b.max(1)).collect();
+    store.insert(with_text(&no_nul)).await.unwrap();
+    drop(store);
+    let log = tmp.path().join(LOG_FILE_NAME);
+    let full = std::fs::read(&log).unwrap();
+    std::fs::write(&log, &full[..full.len() - 60]).unwrap();
+    let store = open(tmp.path()).await;
+    assert_eq!(all(&store).await, vec![token(1)]);
+    assert_eq!(store.stats().log_bytes, before, "the torn batch is cut off");
+}
+
 #[tokio::test]
 async fn foreign_and_newer_files_are_refused() {
     let tmp = tempfile::tempdir().unwrap();

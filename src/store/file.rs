@@ -12,7 +12,11 @@
 //! synced the next one gathers every record submitted meanwhile. Each batch
 //! is written as one checksummed frame, and only after the one before it was
 //! synced, so a crash can damage only the last batch, which nobody was told
-//! had landed; it is then dropped whole on open (see the format below). The
+//! had landed; it is then dropped whole on open (see the format below). A
+//! bad batch is that torn tail only if no intact batch follows it; text with
+//! NUL characters is refused, so no token's name or description can hold
+//! something that reads as an intact batch (its 8-byte length needs NUL
+//! bytes) and make an ordinary crash read as damage. The
 //! in-memory index (the same one [`MemoryTokenStore`]
 //! uses) changes only after a record is durable, so reads never show what a
 //! crash could take back.
@@ -1273,9 +1277,24 @@ impl fmt::Debug for FileTokenStore {
     }
 }
 
+/// Text with NUL characters is refused: a crash can tear the last batch of
+/// the log anywhere, and the open tells a torn tail from damage by whether
+/// an intact batch follows. Without NUL, no text can hold a batch frame
+/// (its 8-byte length would be at least 2^56), so a token's name or
+/// description cannot make an ordinary crash read as damage.
+fn refuse_nul(token: &StoredAccessToken) -> Result<()> {
+    match super::field_with_nul(token) {
+        Some(field) => Err(Error::invalid_input(format!(
+            "{field} contains a NUL character, which the file store does not accept"
+        ))),
+        None => Ok(()),
+    }
+}
+
 #[async_trait]
 impl TokenStore for FileTokenStore {
     async fn insert_within_limit(&self, token: StoredAccessToken, limit: Option<OwnerLimit>) -> Result<()> {
+        refuse_nul(&token)?;
         let mut record = Vec::with_capacity(256);
         format::encode_insert(&mut record, &token);
         self.submit(move |state, index| {
@@ -1312,6 +1331,7 @@ impl TokenStore for FileTokenStore {
     }
 
     async fn replace(&self, old_id: &str, new: StoredAccessToken) -> Result<()> {
+        refuse_nul(&new)?;
         let mut record = Vec::with_capacity(256);
         format::encode_replace(&mut record, old_id, &new);
         self.submit(move |state, index| {

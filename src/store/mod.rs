@@ -156,6 +156,25 @@ impl OwnerLimit {
     }
 }
 
+/// The first text field of `token` that holds a NUL character, if any:
+/// PostgreSQL cannot store one, and the file store refuses them (they are
+/// what would let text pass for the log's own framing; see `store::file`).
+#[cfg(any(feature = "fs", feature = "postgres"))]
+pub(crate) fn field_with_nul(token: &StoredAccessToken) -> Option<&'static str> {
+    let info = &token.info;
+    let fields = [
+        ("id", Some(token.id.as_str())),
+        ("name", Some(info.name.as_str())),
+        ("actorUrn", Some(info.actor_urn.as_str())),
+        ("ownerUrn", Some(info.owner_urn.as_str())),
+        ("description", info.description.as_deref()),
+    ];
+    fields
+        .into_iter()
+        .find(|(_, text)| text.is_some_and(|t| t.contains('\0')))
+        .map(|(field, _)| field)
+}
+
 /// Forwards every method to the store inside. Written out rather than with
 /// `#[async_trait]`, which would box a second future around the inner
 /// store's on every call: each method returns the inner one as it is. The

@@ -328,6 +328,9 @@ pub(crate) fn read_batch(file: &[u8], offset: usize) -> BatchSlot {
 /// the last batch, and damage followed by an intact batch is corruption.
 /// Records inside a torn batch are no batch: their `u32` length and checksum,
 /// read as a `u64` length, run past the end of the file but with odds of 2^-32.
+/// Nor is text a client chose: the store refuses NUL in text, so a length
+/// read from it is at least 2^56 (chosen bytes could otherwise carry a frame
+/// with a matching checksum).
 pub(crate) fn intact_batch_after(file: &[u8], offset: usize) -> Option<usize> {
     (offset + 1..file.len()).find(|&p| matches!(read_batch(file, p), BatchSlot::Batch { .. }))
 }

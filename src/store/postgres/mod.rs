@@ -531,19 +531,8 @@ fn storable(id: &str) -> bool {
 }
 
 fn check_storable(token: &StoredAccessToken) -> Result<()> {
-    let info = &token.info;
-    let fields = [
-        ("id", Some(token.id.as_str())),
-        ("name", Some(info.name.as_str())),
-        ("actorUrn", Some(info.actor_urn.as_str())),
-        ("ownerUrn", Some(info.owner_urn.as_str())),
-        ("description", info.description.as_deref()),
-    ];
-    match fields
-        .iter()
-        .find(|(_, text)| text.is_some_and(|t| t.contains('\0')))
-    {
-        Some((field, _)) => Err(Error::invalid_input(format!(
+    match super::field_with_nul(token) {
+        Some(field) => Err(Error::invalid_input(format!(
             "{field} contains a NUL character, which PostgreSQL cannot store"
         ))),
         None => Ok(()),
