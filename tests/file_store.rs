@@ -294,6 +294,50 @@ async fn text_cannot_pass_for_log_framing() {
     assert_eq!(store.stats().log_bytes, before, "the torn batch is cut off");
 }
 
+/// A write submitted on a runtime that has shut down (so tokio refuses to
+/// run its flusher) does not stop a later write on a live runtime: that one
+/// writes both.
+#[test]
+fn a_write_on_a_dead_runtime_does_not_strand_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let store = first.block_on(open(tmp.path()));
+    let handle = first.handle().clone();
+    drop(first);
+    let stranded = store.clone();
+    let (sent, landed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sent.send(handle.block_on(stranded.insert(token(1))).is_ok());
+    });
+    assert!(
+        landed
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err(),
+        "no flusher has run yet"
+    );
+    let second = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()
+        .unwrap();
+    second.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(10), store.insert(token(2)))
+            .await
+            .expect("a later write is not stranded")
+            .unwrap();
+    });
+    assert_eq!(
+        landed.recv_timeout(std::time::Duration::from_secs(10)),
+        Ok(true),
+        "the first write landed too"
+    );
+    second.block_on(async {
+        assert_eq!(all(&store).await, vec![token(2), token(1)]);
+        drop(store);
+        assert_eq!(all(&open(tmp.path()).await).await, vec![token(2), token(1)]);
+    });
+}
+
 #[tokio::test]
 async fn foreign_and_newer_files_are_refused() {
     let tmp = tempfile::tempdir().unwrap();

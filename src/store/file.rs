@@ -603,10 +603,33 @@ impl FileTokenStore {
     }
 
     fn start_flusher(&self) {
-        let shared = self.shared.clone();
+        let claim = FlusherClaim(Some(self.shared.clone()));
         match tokio::runtime::Handle::try_current() {
-            Ok(handle) => drop(handle.spawn_blocking(move || flush_loop(shared))),
-            Err(_) => flush_loop(shared),
+            Ok(handle) => drop(handle.spawn_blocking(move || claim.run())),
+            Err(_) => claim.run(),
+        }
+    }
+}
+
+/// The claim of a flusher about to start (`flushing` is set for it). Should
+/// tokio drop it without running it (a runtime shut down refuses blocking
+/// tasks), dropping it clears `flushing`, so the next write starts a flusher
+/// that writes what is queued, rather than every later write waiting for
+/// one that never runs.
+struct FlusherClaim(Option<Arc<Shared>>);
+
+impl FlusherClaim {
+    fn run(mut self) {
+        if let Some(shared) = self.0.take() {
+            flush_loop(shared);
+        }
+    }
+}
+
+impl Drop for FlusherClaim {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.state().flushing = false;
         }
     }
 }
