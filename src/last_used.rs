@@ -33,10 +33,29 @@ struct State {
     // checks, made by the service, so they cannot be chosen to collide.
     noted: FxHashMap<String, i64>,
     prune_at: usize,
-    /// Uses noted and not yet handed to the store.
-    pending: Vec<TokenUse>,
+    /// Uses noted and not yet handed to the store: each token's latest, so
+    /// a store that stops answering holds at most one per token in use
+    /// meanwhile, not one per token per interval.
+    pending: FxHashMap<String, i64>,
     /// Whether a writer task is scheduled or running.
     scheduled: bool,
+}
+
+impl State {
+    /// Adds uses to the pending ones, keeping each token's latest.
+    fn keep_pending(&mut self, uses: impl IntoIterator<Item = TokenUse>) {
+        for TokenUse { id, at_ms } in uses {
+            let latest = self.pending.entry(id).or_insert(at_ms);
+            *latest = (*latest).max(at_ms);
+        }
+    }
+
+    fn take_pending(&mut self) -> Vec<TokenUse> {
+        self.pending
+            .drain()
+            .map(|(id, at_ms)| TokenUse { id, at_ms })
+            .collect()
+    }
 }
 
 /// Smallest size of the throttle map before it is pruned.
@@ -95,10 +114,10 @@ impl LastUsedRecorder {
             state.prune_at = (state.noted.len() * 2).max(PRUNE_FLOOR);
         }
         state.noted.insert(id.to_owned(), now_ms);
-        state.pending.push(TokenUse {
+        state.keep_pending([TokenUse {
             id: id.to_owned(),
             at_ms: now_ms,
-        });
+        }]);
         if state.scheduled {
             return Noted::Done;
         }
@@ -123,7 +142,7 @@ impl LastUsedRecorder {
                     writer.0 = None;
                     return;
                 }
-                std::mem::take(&mut state.pending)
+                state.take_pending()
             };
             if let Err(error) = recorder.write(batch, IfFailed::Drop).await {
                 tracing::warn!(%error, "recording when tokens were last used failed; retried at their next use");
@@ -135,7 +154,7 @@ impl LastUsedRecorder {
     /// Writes every noted use now, after any write under way.
     pub(crate) async fn flush(&self, if_failed: IfFailed) -> Result<()> {
         let _writing = self.writing.lock().await;
-        let batch = std::mem::take(&mut self.state().pending);
+        let batch = self.state().take_pending();
         if batch.is_empty() {
             return Ok(());
         }
@@ -178,9 +197,8 @@ struct InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if !self.landed {
-            let mut state = self.recorder.state();
-            let newer = std::mem::replace(&mut state.pending, std::mem::take(&mut self.batch));
-            state.pending.extend(newer);
+            let batch = std::mem::take(&mut self.batch);
+            self.recorder.state().keep_pending(batch);
         }
     }
 }
@@ -382,16 +400,21 @@ mod tests {
             at_ms,
         };
         store.fail.store(true, SeqCst);
-        recorder.state().pending.push(used(0, 3_000));
+        recorder.state().keep_pending([used(0, 3_000)]);
         assert!(recorder.flush(IfFailed::Keep).await.is_err());
-        assert_eq!(recorder.state().pending, vec![used(0, 3_000)], "kept for a retry");
+        assert_eq!(
+            recorder.state().take_pending(),
+            vec![used(0, 3_000)],
+            "kept for a retry"
+        );
+        recorder.state().keep_pending([used(0, 3_000)]);
         store.fail.store(false, SeqCst);
         recorder.flush(IfFailed::Keep).await.unwrap();
         assert_eq!(last_used(0).await, Some(3_000), "written by the retry");
 
         // Dropped when nobody retries (the writer task's way).
         store.fail.store(true, SeqCst);
-        recorder.state().pending.push(used(1, 4_000));
+        recorder.state().keep_pending([used(1, 4_000)]);
         assert!(recorder.flush(IfFailed::Drop).await.is_err());
         assert!(recorder.state().pending.is_empty());
         store.fail.store(false, SeqCst);
@@ -404,6 +427,25 @@ mod tests {
         let recorder = Arc::new(LastUsedRecorder::new(1_000, Arc::new(MemoryTokenStore::new())));
         assert_eq!(recorder.note("x", 5), Noted::FlushNow);
         assert_eq!(recorder.note("x", 6), Noted::Done, "throttled");
+    }
+
+    #[test]
+    fn pending_uses_keep_one_per_token_while_the_store_is_away() {
+        let recorder = Arc::new(LastUsedRecorder::new(10, Arc::new(MemoryTokenStore::new())));
+        // No runtime here, so nothing writes: as if the store hung.
+        for at in 0..1_000i64 {
+            recorder.note(&format!("id{}", at % 3), at * 10);
+        }
+        let mut pending = recorder.state().take_pending();
+        pending.sort_by(|a, b| a.id.cmp(&b.id));
+        let latest = |n: i64, at_ms| TokenUse {
+            id: format!("id{n}"),
+            at_ms,
+        };
+        assert_eq!(
+            pending,
+            vec![latest(0, 9_990), latest(1, 9_970), latest(2, 9_980)]
+        );
     }
 
     #[test]
