@@ -168,6 +168,13 @@ impl AccessTokenClaims {
     /// The urn of the actor: `urn:li:corpuser:<actorId>`.
     pub fn actor_urn(&self) -> Result<Urn> {
         let actor_id = self.actor_id();
+        // DataHub's JWT library trims claim values: there such an id would
+        // be another user's.
+        if actor_id.trim() != actor_id {
+            return Err(Error::invalid_token(format!(
+                "actorId {actor_id:?} has white space at its start or end"
+            )));
+        }
         Urn::corp_user(actor_id)
             .map_err(|_| Error::invalid_token(format!("actorId {actor_id:?} is not a valid user id")))
     }
@@ -522,9 +529,22 @@ fn not_three_parts() -> Error {
 }
 
 fn check_header(header: &str) -> Result<()> {
+    /// What DataHub's JWT library (jjwt) checks of a header, so that a
+    /// token it refuses is refused here too.
     #[derive(Deserialize)]
     struct Header {
         alg: Option<String>,
+        // Typed: jjwt refuses a header whose `typ` or `kid` is no string.
+        #[allow(dead_code)]
+        typ: Option<String>,
+        #[allow(dead_code)]
+        kid: Option<String>,
+        // Extensions a token may not be read without (RFC 7515 4.1.11);
+        // this codec knows none.
+        crit: Option<serde_json::Value>,
+        // A compressed payload, or one that is not JWT claims.
+        zip: Option<serde_json::Value>,
+        cty: Option<serde_json::Value>,
     }
     let bytes = URL_SAFE_NO_PAD
         .decode_to_vec(header)
@@ -535,6 +555,27 @@ fn check_header(header: &str) -> Result<()> {
     }
     let header: Header =
         serde_json::from_slice(&bytes).map_err(|e| Error::invalid_token(format!("malformed header: {e}")))?;
+    for (name, value, why) in [
+        (
+            "crit",
+            &header.crit,
+            "critical extensions, which this codec does not support",
+        ),
+        (
+            "zip",
+            &header.zip,
+            "a compressed payload, which this codec does not support",
+        ),
+        (
+            "cty",
+            &header.cty,
+            "a content type: the payload is not plain JWT claims",
+        ),
+    ] {
+        if value.is_some() {
+            return Err(Error::invalid_token(format!("header has {name}: {why}")));
+        }
+    }
     match header.alg.as_deref() {
         Some("HS256") => Ok(()),
         Some(alg) => Err(Error::invalid_token(format!(
@@ -558,6 +599,11 @@ fn parse_claims(payload: &[u8]) -> Result<AccessTokenClaims> {
         return Err(Error::invalid_token(format!(
             "unsupported actorType {actor_type:?}"
         )));
+    }
+    // DataHub's JWT library turns `exp` into milliseconds unchecked: past
+    // this it overflows there and the token reads as long expired.
+    if raw.exp.is_some_and(|exp| exp.checked_mul(1000).is_none()) {
+        return Err(Error::invalid_token("exp is out of range"));
     }
     let actor_id = raw.actor_id.ok_or_else(|| missing("actorId"))?;
     if actor_id.is_empty() {
@@ -789,6 +835,42 @@ mod tests {
             ),
             (forge(r#"{"alg":"HS256""#, good, &key), "malformed header: EOF"),
             (
+                forge(r#"{"alg":"HS256","crit":["exp"]}"#, good, &key),
+                "header has crit",
+            ),
+            (
+                forge(r#"{"alg":"HS256","zip":"DEF"}"#, good, &key),
+                "header has zip",
+            ),
+            (
+                forge(r#"{"alg":"HS256","cty":"JWT"}"#, good, &key),
+                "header has cty",
+            ),
+            (
+                forge(r#"{"alg":"HS256","kid":1}"#, good, &key),
+                "malformed header: invalid type",
+            ),
+            (
+                forge(r#"{"alg":"HS256","typ":5}"#, good, &key),
+                "malformed header: invalid type",
+            ),
+            (
+                forge(
+                    r#"{"alg":"HS256"}"#,
+                    r#"{"version":"2","type":"PERSONAL","actorType":"USER","actorId":"x","exp":9223372036854776}"#,
+                    &key,
+                ),
+                "exp is out of range",
+            ),
+            (
+                forge(
+                    r#"{"alg":"HS256"}"#,
+                    r#"{"version":"2","type":"PERSONAL","actorType":"USER","actorId":"x","exp":1e300}"#,
+                    &key,
+                ),
+                "exp is out of range",
+            ),
+            (
                 forge(
                     r#"{"alg":"HS256"}"#,
                     r#" ["2","PERSONAL","USER","x",null,null,null]"#,
@@ -824,6 +906,18 @@ mod tests {
             assert!(err.starts_with("Failed to validate DataHub token: "), "{err}");
             assert!(err.contains(expected), "expected {expected:?} in {err:?}");
         }
+    }
+
+    #[test]
+    fn an_actor_id_with_white_space_around_it_is_no_actor() {
+        // DataHub's JWT library trims it: there it would be another user.
+        for id in [" admin", "admin ", "\u{2003}admin", "  "] {
+            let claims = AccessTokenClaims::new(VERSION_STATEFUL, AccessTokenType::Personal, id);
+            let err = claims.actor_urn().unwrap_err().to_string();
+            assert!(err.contains("white space at its start or end"), "{id:?}: {err}");
+        }
+        let inner = AccessTokenClaims::new(VERSION_STATEFUL, AccessTokenType::Personal, "jane doe");
+        assert_eq!(inner.actor_urn().unwrap().as_str(), "urn:li:corpuser:jane doe");
     }
 
     #[test]

@@ -91,6 +91,11 @@ async fn bad_create_inputs_are_named_and_change_nothing() {
             vec!["actorUrn", "control characters"],
         ),
         (
+            "an actor id with white space at its end",
+            create_input("urn:li:corpuser:admin ", "ok"),
+            vec!["actorUrn", "white space at its start or end"],
+        ),
+        (
             "a NUL character in the name",
             create_input(ALICE, "ci\u{0}"),
             vec!["name must not contain NUL characters"],
