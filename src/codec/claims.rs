@@ -33,6 +33,13 @@ pub(super) struct RawClaims<'a> {
     pub(super) iss: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "super::numeric_date")]
     pub(super) exp: Option<i64>,
+    /// Whether an `nbf` (not before) claim is there, whatever its value.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) nbf: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 /// Reads `payload` as claims, quickly when it has DataHub's plain shape.
@@ -170,6 +177,8 @@ impl<'a> Scanner<'a> {
                         }
                         break;
                     }
+                    // Rare, and refused by the caller: serde_json reads it.
+                    "nbf" => return None,
                     _ => {
                         // Ignored, as serde_json ignores unknown claims.
                         match self.peek()? {
@@ -225,6 +234,7 @@ impl<'a> Scanner<'a> {
             jti: jti.map(Cow::Borrowed),
             iss: iss.map(Cow::Borrowed),
             exp,
+            nbf: false,
         })
     }
 
@@ -483,6 +493,7 @@ mod tests {
             "jti",
             "iss",
             "exp",
+            "nbf",
             "foo",
             "ver\\u0073ion",
         ]);
