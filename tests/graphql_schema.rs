@@ -6,7 +6,7 @@ mod support_store;
 use std::sync::Arc;
 
 use async_graphql::{Request, Variables};
-use datahub_access_tokens::graphql::{schema, AccessTokenSchema, Caller, MAX_QUERY_DEPTH};
+use datahub_access_tokens::graphql::{schema, AccessTokenSchema, Caller, MAX_QUERY_DEPTH, MAX_QUERY_FIELDS};
 use datahub_access_tokens::store::MAX_COUNT;
 use datahub_access_tokens::{
     DataHubTokenService, MemoryTokenStore, Policies, TokenServiceConfig, Urn, UNAUTHORIZED_MESSAGE,
@@ -359,23 +359,83 @@ async fn aliased_listings_cannot_multiply_the_work() {
     let one = format!("{{ {} }}", page("a".into(), MAX_COUNT));
     let response = run(&schema, "datahub", &one, json!({})).await;
     assert!(response.get("errors").is_none(), "{response}");
-    // Two such pages, or a thousand default ones under aliases, would each
-    // answer with more than one largest page: refused before any runs.
+    // Two such pages would answer with more than one largest page, and a
+    // thousand default ones under aliases select too many fields: refused
+    // before any runs.
     let thousand: Vec<String> = (0..1000).map(|n| page(format!("a{n}"), 20)).collect();
-    for query in [
-        format!(
-            "{{ {} {} }}",
-            page("a".into(), MAX_COUNT),
-            page("b".into(), MAX_COUNT)
+    for (query, reason) in [
+        (
+            format!(
+                "{{ {} {} }}",
+                page("a".into(), MAX_COUNT),
+                page("b".into(), MAX_COUNT)
+            ),
+            "too complex",
         ),
-        format!("{{ {} }}", thousand.join(" ")),
+        (
+            format!("{{ {} }}", thousand.join(" ")),
+            "fields once its fragments are spread out",
+        ),
     ] {
         let response = run(&schema, "datahub", &query, json!({})).await;
         let (message, code, kind) = first_error(&response);
         assert_eq!((code, kind), (400, "BAD_REQUEST"), "{response}");
-        assert!(message.contains("too complex"), "{message}");
+        assert!(message.contains(reason), "{message}");
         assert_eq!(response["data"], Value::Null, "{response}");
     }
+}
+
+/// graphql-js's (and so GraphiQL's) introspection query.
+const INTROSPECTION_QUERY: &str = "
+query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) {
+    name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason
+  }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name ofType { kind name ofType { kind name ofType { kind name ofType {
+  kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }
+}";
+
+#[tokio::test]
+async fn fragments_and_aliases_cannot_multiply_the_work() {
+    let schema = memory_schema();
+    // Each fragment spreads the one before twice: 1 KB of text, 2^30
+    // fields once spread out. Refused at once, before the engine walks it.
+    let fragments: String = (1..=30)
+        .map(|n| format!("fragment F{n} on Query {{ ...F{m} ...F{m} }}\n", m = n - 1))
+        .collect();
+    let doubling = format!("query {{ ...F30 }}\nfragment F0 on Query {{ __typename }}\n{fragments}");
+    let response = run(&schema, "datahub", &doubling, json!({})).await;
+    let (message, code, kind) = first_error(&response);
+    assert_eq!((code, kind), (400, "BAD_REQUEST"), "{response}");
+    assert!(
+        message.contains("the query selects 1073741824 fields once its fragments are spread out"),
+        "{message}"
+    );
+    // Aliased introspection, which costs no complexity, is bounded alike.
+    let schemas: String = (0..MAX_QUERY_FIELDS / 4 + 1)
+        .map(|n| format!("s{n}: __schema {{ types {{ name fields {{ name }} }} }} "))
+        .collect();
+    let response = run(&schema, "datahub", &format!("{{ {schemas} }}"), json!({})).await;
+    assert!(first_error(&response).0.contains("fields once"), "{response}");
+    // The introspection query GraphiQL sends fits easily.
+    let response = run(&schema, "datahub", INTROSPECTION_QUERY, json!({})).await;
+    assert!(response.get("errors").is_none(), "{response}");
+    assert!(response["data"]["__schema"]["types"].as_array().unwrap().len() > 10);
 }
 
 #[tokio::test]
@@ -434,4 +494,6 @@ async fn rotate_access_token_replaces_the_token() {
     assert_eq!(first_error(&again).0, "Access token no longer exists");
     let bob = run(&schema, "bob", rotate, json!({ "id": metadata["id"] })).await;
     assert_eq!(first_error(&bob).1, 403, "{bob}");
+    // Nullable, as createAccessToken: the field is null, `data` is not.
+    assert_eq!(bob["data"], json!({ "rotateAccessToken": null }), "{bob}");
 }

@@ -1,14 +1,17 @@
 //! A schema extension that reports request errors in DataHub's shape and
 //! explains a mutation sent without the `mutation` keyword.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest,
+};
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
-use async_graphql::{Positioned, Response, ServerError, ServerResult, Variables};
+use async_graphql::{Positioned, Request, Response, ServerError, ServerResult, Variables};
 
 use super::errors::mark_request_error;
+use super::{MAX_QUERY_DEPTH, MAX_QUERY_FIELDS};
 
 /// The fields of the `Mutation` type (kept in step by a test).
 pub(crate) const MUTATION_FIELDS: [&str; 3] = ["createAccessToken", "revokeAccessToken", "rotateAccessToken"];
@@ -26,6 +29,32 @@ struct RequestErrors;
 
 #[async_trait::async_trait]
 impl Extension for RequestErrors {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        // Parsed here once (the engine takes the parsed document), and
+        // measured before any of the engine's walks: they spread fragments
+        // without a memo, so a 1 KB document of fragments that each spread
+        // the one before twice is 2^30 fields of work. A syntax error is
+        // left for the engine to report.
+        if let Ok(document) = request.parsed_query() {
+            let fields = expanded_fields(document);
+            if fields > MAX_QUERY_FIELDS {
+                return Err(mark_request_error(ServerError::new(
+                    format!(
+                        "the query selects {fields} fields once its fragments are spread out; \
+                         at most {MAX_QUERY_FIELDS} are allowed"
+                    ),
+                    None,
+                )));
+            }
+        }
+        next.run(ctx, request).await
+    }
+
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -98,6 +127,52 @@ fn find_mutation_field<'d>(
             find_mutation_field(document, &fragment.node.selection_set, seen_fragments)
         }
     })
+}
+
+/// Fields `document` selects with every fragment spread replaced by the
+/// fragment, as the engine's checks and execution walk them: down to the
+/// engine's recursion limit, below which it refuses the document anyway.
+/// Memoized per fragment and depth, so linear in the document.
+fn expanded_fields(document: &ExecutableDocument) -> usize {
+    let mut memo = HashMap::new();
+    document
+        .operations
+        .iter()
+        .map(|(_, op)| selection_fields(document, &op.node.selection_set, 0, &mut memo))
+        .fold(0, usize::saturating_add)
+}
+
+fn selection_fields<'d>(
+    document: &'d ExecutableDocument,
+    selection_set: &'d Positioned<SelectionSet>,
+    depth: usize,
+    memo: &mut HashMap<(&'d str, usize), usize>,
+) -> usize {
+    if depth > MAX_QUERY_DEPTH {
+        return 0;
+    }
+    let fields = |set, memo: &mut _| selection_fields(document, set, depth + 1, memo);
+    selection_set
+        .node
+        .items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(field) => 1usize.saturating_add(fields(&field.node.selection_set, memo)),
+            Selection::InlineFragment(fragment) => fields(&fragment.node.selection_set, memo),
+            Selection::FragmentSpread(spread) => {
+                let name = &spread.node.fragment_name.node;
+                if let Some(&known) = memo.get(&(name.as_str(), depth)) {
+                    return known;
+                }
+                let count = document
+                    .fragments
+                    .get(name)
+                    .map_or(0, |fragment| fields(&fragment.node.selection_set, memo));
+                memo.insert((name.as_str(), depth), count);
+                count
+            }
+        })
+        .fold(0, usize::saturating_add)
 }
 
 /// The parser's multi-line report (`--> 1:39 | ... = expected selection`)

@@ -78,6 +78,12 @@ pub const MAX_QUERY_DEPTH: usize = 32;
 /// response beyond that.
 pub const MAX_QUERY_COMPLEXITY: usize = 20 * crate::store::MAX_COUNT;
 
+/// Most fields one request may select, counting each fragment spread as the
+/// fragment's fields (GraphiQL's introspection query selects about 200).
+/// Bounds what aliases and fragments can multiply: the engine's own checks
+/// walk every spread again, and introspection fields cost no complexity.
+pub const MAX_QUERY_FIELDS: usize = 1_000;
+
 /// The authenticated user a request runs as; put it in the request's data
 /// (`async_graphql::Request::data`). The HTTP router does this for you.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +95,7 @@ pub fn schema(service: Arc<dyn TokenService>) -> AccessTokenSchema {
         .data(service)
         .extension(extension::RequestErrorsFactory)
         .limit_depth(MAX_QUERY_DEPTH)
+        .limit_recursive_depth(MAX_QUERY_DEPTH)
         .limit_complexity(MAX_QUERY_COMPLEXITY)
         .finish()
 }

@@ -113,10 +113,17 @@ impl MutationRoot {
         duration: Option<AccessTokenDuration>,
     ) -> async_graphql::Result<Option<AccessToken>> {
         let (service, caller) = service_and_caller(ctx)?;
-        let rotated = service
+        match service
             .rotate_access_token(caller, &token_id, duration.map(Into::into))
             .await
-            .map_err(resolver_error)?;
-        Ok(Some(rotated.into()))
+        {
+            Ok(rotated) => Ok(Some(rotated.into())),
+            // Nullable, as createAccessToken: `{"rotateAccessToken": null}` plus the error.
+            Err(error) => {
+                let error = resolver_error(error).into_server_error(ctx.item.pos);
+                ctx.add_error(ctx.set_error_path(error));
+                Ok(None)
+            }
+        }
     }
 }

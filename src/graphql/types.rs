@@ -211,11 +211,14 @@ pub(crate) struct ListAccessTokenInput {
 
 impl ListAccessTokenInput {
     /// The most tokens its page can hold: the query's complexity counts the
-    /// selection once for each (a count out of range is refused later).
+    /// selection once for each (a count out of range is refused later). At
+    /// least one, so a listing of no tokens still costs its query.
     pub(crate) fn page_size(&self) -> usize {
-        self.count.map_or(crate::store::DEFAULT_COUNT, |count| {
-            usize::try_from(count).unwrap_or(0).min(crate::store::MAX_COUNT)
-        })
+        self.count
+            .map_or(crate::store::DEFAULT_COUNT, |count| {
+                usize::try_from(count).unwrap_or(0).min(crate::store::MAX_COUNT)
+            })
+            .max(1)
     }
 }
 
