@@ -404,12 +404,23 @@ impl Binary {
 
 /// A connection that sent half a request's headers and then fell silent
 /// (hyper's header read timeout is 30 s: it stays open during these tests).
+/// A whole request is then answered on a second connection: connections
+/// are accepted in the order they were made, so the server has surely
+/// accepted this one (one still in the listen backlog when the stop begins
+/// is never served, and there would be nothing open to wait for).
 fn stalled_request(addr: std::net::SocketAddr) -> std::net::TcpStream {
-    use std::io::Write;
+    use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream
         .write_all(b"POST /api/graphql HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
+    let mut later = std::net::TcpStream::connect(addr).unwrap();
+    later
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    later.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("\"ok\""), "{answer}");
     stream
 }
 
