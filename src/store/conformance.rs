@@ -206,6 +206,31 @@ fn filter(field: TokenField, condition: Condition, values: &[&str], negated: boo
     Filter::new(field, condition, values, negated).expect("valid test filter")
 }
 
+/// Lists with one filter of each field, condition and list of values
+/// given, plain and negated, checking every answer against `Filter::matches`.
+async fn assert_each_filter(
+    store: &dyn TokenStore,
+    tokens: &[StoredAccessToken],
+    fields: &[TokenField],
+    conditions: &[Condition],
+    value_lists: &[&[&str]],
+) {
+    for &field in fields {
+        for &condition in conditions {
+            for values in value_lists {
+                for negated in [false, true] {
+                    let query = ListQuery {
+                        filters: vec![filter(field, condition, values, negated)],
+                        start: 0,
+                        count: 100,
+                    };
+                    assert_lists(store, tokens, &query).await;
+                }
+            }
+        }
+    }
+}
+
 fn fixture() -> Vec<StoredAccessToken> {
     let owners = ["alice", "bob", "carol"];
     (0..18u64)
@@ -231,6 +256,25 @@ fn fixture() -> Vec<StoredAccessToken> {
         })
         .collect()
 }
+
+/// The operators of text fields.
+const TEXT_CONDITIONS: [Condition; 5] = [
+    Condition::Equal,
+    Condition::In,
+    Condition::Contain,
+    Condition::StartWith,
+    Condition::EndWith,
+];
+
+/// The operators of time fields.
+const TIME_CONDITIONS: [Condition; 6] = [
+    Condition::Equal,
+    Condition::In,
+    Condition::GreaterThan,
+    Condition::GreaterThanOrEqualTo,
+    Condition::LessThan,
+    Condition::LessThanOrEqualTo,
+];
 
 /// Each operator, on each field it applies to, plain and negated, returns
 /// exactly the tokens `Filter::matches` selects.
@@ -262,18 +306,8 @@ pub async fn each_filter_matches_its_definition(store: &dyn TokenStore) {
         (Description, &["used by pipeline 3", "pipeline", "used", "3"]),
     ];
     for (field, values) in text_cases {
-        for condition in [Equal, In, Contain, StartWith, EndWith] {
-            for value in values {
-                for negated in [false, true] {
-                    let query = ListQuery {
-                        filters: vec![filter(field, condition, &[value], negated)],
-                        start: 0,
-                        count: 100,
-                    };
-                    assert_lists(store, &tokens, &query).await;
-                }
-            }
-        }
+        let one_each: Vec<&[&str]> = values.iter().map(std::slice::from_ref).collect();
+        assert_each_filter(store, &tokens, &[field], &TEXT_CONDITIONS, &one_each).await;
     }
     // Several urns at once (a token matches any of them): a token owned by
     // one listed user for another comes back once.
@@ -286,51 +320,11 @@ pub async fn each_filter_matches_its_definition(store: &dyn TokenStore) {
         ],
         &["urn:li:corpuser:carol", "urn:li:corpuser:carol"],
     ];
-    for field in [ActorUrn, OwnerUrn] {
-        for condition in [Equal, In] {
-            for values in several {
-                for negated in [false, true] {
-                    let query = ListQuery {
-                        filters: vec![filter(field, condition, values, negated)],
-                        start: 0,
-                        count: 100,
-                    };
-                    assert_lists(store, &tokens, &query).await;
-                }
-            }
-        }
-    }
-    for field in [CreatedAt, ExpiresAt, LastUsedAt] {
-        for condition in [
-            Equal,
-            In,
-            GreaterThan,
-            GreaterThanOrEqualTo,
-            LessThan,
-            LessThanOrEqualTo,
-        ] {
-            for value in ["1200", "1300", "12000", "0", "99999"] {
-                for negated in [false, true] {
-                    let query = ListQuery {
-                        filters: vec![filter(field, condition, &[value], negated)],
-                        start: 0,
-                        count: 100,
-                    };
-                    assert_lists(store, &tokens, &query).await;
-                }
-            }
-        }
-    }
-    for field in TokenField::ALL {
-        for negated in [false, true] {
-            let query = ListQuery {
-                filters: vec![filter(field, Exists, &[], negated)],
-                start: 0,
-                count: 100,
-            };
-            assert_lists(store, &tokens, &query).await;
-        }
-    }
+    assert_each_filter(store, &tokens, &[ActorUrn, OwnerUrn], &[Equal, In], &several).await;
+    let times: [&[&str]; 5] = [&["1200"], &["1300"], &["12000"], &["0"], &["99999"]];
+    let time_fields = [CreatedAt, ExpiresAt, LastUsedAt];
+    assert_each_filter(store, &tokens, &time_fields, &TIME_CONDITIONS, &times).await;
+    assert_each_filter(store, &tokens, &TokenField::ALL, &[Exists], &[&[]]).await;
     // Spot checks that do not lean on `Filter::matches`.
     let count = |page: super::ListPage| page.total;
     let never = ListQuery {
@@ -454,42 +448,17 @@ pub async fn values_are_literal_and_any_may_match(store: &dyn TokenStore) {
         &["zzz", "b", "%"],
         &["ü", "x_", ""],
     ];
-    for field in [Name, Description] {
-        for condition in [Equal, In, Contain, StartWith, EndWith] {
-            for values in text_values {
-                for negated in [false, true] {
-                    let query = ListQuery {
-                        filters: vec![filter(field, condition, values, negated)],
-                        start: 0,
-                        count: 100,
-                    };
-                    assert_lists(store, &tokens, &query).await;
-                }
-            }
-        }
-    }
+    assert_each_filter(
+        store,
+        &tokens,
+        &[Name, Description],
+        &TEXT_CONDITIONS,
+        &text_values,
+    )
+    .await;
     let time_values: [&[&str]; 3] = [&["0", "1300"], &["1500", "99999", "1100"], &["10003", "10005"]];
-    for field in [CreatedAt, ExpiresAt] {
-        for condition in [
-            Equal,
-            In,
-            GreaterThan,
-            GreaterThanOrEqualTo,
-            LessThan,
-            LessThanOrEqualTo,
-        ] {
-            for values in time_values {
-                for negated in [false, true] {
-                    let query = ListQuery {
-                        filters: vec![filter(field, condition, values, negated)],
-                        start: 0,
-                        count: 100,
-                    };
-                    assert_lists(store, &tokens, &query).await;
-                }
-            }
-        }
-    }
+    let time_fields = [CreatedAt, ExpiresAt];
+    assert_each_filter(store, &tokens, &time_fields, &TIME_CONDITIONS, &time_values).await;
     // Spot checks that do not lean on `Filter::matches`.
     let total = |field, condition, values: &[&str]| {
         let query = ListQuery {
