@@ -306,10 +306,9 @@ pub async fn silent_listener_stops_cache_within_bound(url: String) {
 pub async fn a_stuck_owner_lock_does_not_drain_the_pool(url: String) {
     let admin = admin(&url).await;
     let schema = fresh_schema("stuck");
-    let timeout = Duration::from_millis(300);
     let opts = options(&schema)
         .with_max_connections(3)
-        .with_operation_timeout(timeout);
+        .with_operation_timeout(OPERATION_TIMEOUT);
     let replica = store(&url, opts).await;
     let a = service(&TokenServiceConfig::generate().unwrap(), replica.clone());
     let (alice, bob) = (Urn::corp_user("alice").unwrap(), Urn::corp_user("bob").unwrap());
