@@ -168,9 +168,7 @@ impl AccessTokenClaims {
     /// The urn of the actor: `urn:li:corpuser:<actorId>`.
     pub fn actor_urn(&self) -> Result<Urn> {
         let actor_id = self.actor_id();
-        // DataHub's JWT library trims claim values: there such an id would
-        // be another user's.
-        if actor_id.trim() != actor_id {
+        if crate::urn::is_padded(actor_id) {
             return Err(Error::invalid_token(format!(
                 "actorId {actor_id:?} has white space at its start or end"
             )));

@@ -200,7 +200,7 @@ impl Policies {
         for (actor, grant) in &policies.actors {
             // Privileges are checked for the calling user's urn exactly: any
             // other key would silently grant nothing.
-            if !actor.is_corp_user() || actor.as_str().trim() != actor.as_str() {
+            if !actor.is_corp_user() || crate::urn::is_padded(actor.id()) {
                 return Err(Error::Config(format!(
                     "policies: actor {:?} is not a user urn (urn:li:corpuser:<id>, no spaces around it); \
                      only users are granted privileges here",

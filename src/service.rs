@@ -289,9 +289,7 @@ fn parse_user_urn(what: &str, text: &str) -> Result<Urn> {
             "{what} must be a user urn (urn:li:corpuser:<id>), got {urn}"
         )));
     }
-    // Its tokens carry the id as `actorId`, which DataHub's JWT library
-    // trims: there they would act as another user.
-    if urn.id().trim() != urn.id() {
+    if crate::urn::is_padded(urn.id()) {
         return Err(Error::invalid_input(format!(
             "{what}: the user id {:?} has white space at its start or end",
             urn.id()

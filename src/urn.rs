@@ -117,6 +117,14 @@ impl Urn {
     }
 }
 
+/// Whether a user id has white space at its start or end. DataHub's JWT
+/// library trims claim values, so a token carrying such an id would act
+/// there as another user: such ids are refused wherever they would become
+/// an actor (a token's `actorId`, a create's `actorUrn`, a policy's key).
+pub(crate) fn is_padded(id: &str) -> bool {
+    id.trim() != id
+}
+
 impl fmt::Display for Urn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
