@@ -23,6 +23,7 @@ use crate::policy::{PolicyEngine, Privilege};
 use crate::store::{ListQuery, OwnerLimit, TokenField, TokenStore};
 use crate::urn::Urn;
 use crate::verified::VerifiedTokens;
+use crate::BoxFuture;
 
 /// Longest token name, in characters.
 pub const MAX_NAME_CHARS: usize = 256;
@@ -115,6 +116,121 @@ pub trait TokenService: Debug + Send + Sync + 'static {
         Ok(())
     }
 }
+
+/// Forwards every method (`flush_last_used` included) to the service
+/// inside, so `Arc<DataHubTokenService>` is a [`TokenService`] wherever one is
+/// asked for. Written out as for `TokenStore`: `#[async_trait]` would box a
+/// second future around the inner one's.
+macro_rules! forward_token_service {
+    ($wrapper:ident) => {
+        impl<T: TokenService + ?Sized> TokenService for $wrapper<T> {
+            fn create_access_token<'s, 'a, 'f>(
+                &'s self,
+                caller: &'a Urn,
+                input: CreateAccessTokenInput,
+            ) -> BoxFuture<'f, Result<AccessToken>>
+            where
+                's: 'f,
+                'a: 'f,
+                Self: 'f,
+            {
+                (**self).create_access_token(caller, input)
+            }
+            fn list_access_tokens<'s, 'a, 'i, 'f>(
+                &'s self,
+                caller: &'a Urn,
+                input: &'i ListAccessTokenInput,
+            ) -> BoxFuture<'f, Result<ListAccessTokenResult>>
+            where
+                's: 'f,
+                'a: 'f,
+                'i: 'f,
+                Self: 'f,
+            {
+                (**self).list_access_tokens(caller, input)
+            }
+            fn revoke_access_token<'s, 'a, 'i, 'f>(
+                &'s self,
+                caller: &'a Urn,
+                token_id: &'i str,
+            ) -> BoxFuture<'f, Result<bool>>
+            where
+                's: 'f,
+                'a: 'f,
+                'i: 'f,
+                Self: 'f,
+            {
+                (**self).revoke_access_token(caller, token_id)
+            }
+            fn rotate_access_token<'s, 'a, 'i, 'f>(
+                &'s self,
+                caller: &'a Urn,
+                token_id: &'i str,
+                duration: Option<AccessTokenDuration>,
+            ) -> BoxFuture<'f, Result<AccessToken>>
+            where
+                's: 'f,
+                'a: 'f,
+                'i: 'f,
+                Self: 'f,
+            {
+                (**self).rotate_access_token(caller, token_id, duration)
+            }
+            fn get_access_token_metadata<'s, 'a, 't, 'f>(
+                &'s self,
+                caller: &'a Urn,
+                token: &'t str,
+            ) -> BoxFuture<'f, Result<AccessTokenMetadata>>
+            where
+                's: 'f,
+                'a: 'f,
+                't: 'f,
+                Self: 'f,
+            {
+                (**self).get_access_token_metadata(caller, token)
+            }
+            fn validate_access_token<'s, 't, 'f>(
+                &'s self,
+                token: &'t str,
+            ) -> BoxFuture<'f, Result<ValidatedAccessToken>>
+            where
+                's: 'f,
+                't: 'f,
+                Self: 'f,
+            {
+                (**self).validate_access_token(token)
+            }
+            fn create_session_token<'s, 'a, 'f>(
+                &'s self,
+                actor: &'a Urn,
+            ) -> BoxFuture<'f, Result<AccessToken>>
+            where
+                's: 'f,
+                'a: 'f,
+                Self: 'f,
+            {
+                (**self).create_session_token(actor)
+            }
+            fn purge_expired<'s, 'f>(&'s self) -> BoxFuture<'f, Result<Vec<String>>>
+            where
+                's: 'f,
+                Self: 'f,
+            {
+                (**self).purge_expired()
+            }
+            fn flush_last_used<'s, 'f>(&'s self) -> BoxFuture<'f, Result<()>>
+            where
+                's: 'f,
+                Self: 'f,
+            {
+                (**self).flush_last_used()
+            }
+        }
+    };
+}
+
+forward_token_service!(Arc);
+forward_token_service!(Box);
 
 /// The [`TokenService`]: DataHub's `StatefulTokenService` and its GraphQL
 /// resolvers' authorization rules, over any store and policy engine.

@@ -228,6 +228,31 @@ async fn recording_can_be_turned_off_or_tuned() {
     }
 }
 
+/// Create, validate, flush and list through any `TokenService`.
+async fn last_used_through<S: TokenService>(service: S) -> Vec<Option<i64>> {
+    let input =
+        datahub_access_tokens::CreateAccessTokenInput::personal(ALICE, "ci", AccessTokenDuration::OneMonth);
+    let token = service.create_access_token(&user(ALICE), input).await.unwrap();
+    service
+        .validate_access_token(token.expose_access_token())
+        .await
+        .unwrap();
+    // Not forwarded, this would be the trait's default, which writes nothing.
+    service.flush_last_used().await.unwrap();
+    let input = ListAccessTokenInput::default();
+    let page = service.list_access_tokens(&user(MANAGER), &input).await.unwrap();
+    page.tokens.into_iter().map(|t| t.last_used_at).collect()
+}
+
+#[tokio::test]
+async fn an_arc_or_box_of_a_service_is_a_service_that_flushes() {
+    let clock = ManualClock::new(T0);
+    let shared = std::sync::Arc::new(service(MemoryTokenStore::new(), &clock));
+    assert_eq!(last_used_through(shared).await, [Some(T0)]);
+    let boxed: Box<dyn TokenService> = Box::new(service(MemoryTokenStore::new(), &clock));
+    assert_eq!(last_used_through(boxed).await, [Some(T0)]);
+}
+
 #[test]
 fn the_interval_comes_from_the_environment() {
     let from = |value: &str| {
