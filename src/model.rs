@@ -164,9 +164,19 @@ pub struct AccessToken {
 }
 
 impl AccessToken {
-    pub(crate) fn new(access_token: String, metadata: Option<AccessTokenMetadata>) -> Self {
+    /// A token as a [`TokenService`](crate::TokenService) hands it out: for
+    /// other implementations of the trait, such as a test double.
+    ///
+    /// ```
+    /// use datahub_access_tokens::AccessToken;
+    ///
+    /// let session = AccessToken::new("eyJhbGciOiJIUzI1NiJ9.e30.c2ln", None);
+    /// assert_eq!(session.expose_access_token(), "eyJhbGciOiJIUzI1NiJ9.e30.c2ln");
+    /// assert_eq!(format!("{session:?}"), r#"AccessToken { access_token: "<redacted>", metadata: None }"#);
+    /// ```
+    pub fn new(access_token: impl Into<String>, metadata: Option<AccessTokenMetadata>) -> Self {
         AccessToken {
-            access_token,
+            access_token: access_token.into(),
             metadata,
         }
     }
