@@ -186,9 +186,13 @@ async fn run(cli: Cli) -> Result<Value, Box<dyn Error>> {
 
 /// A service in which `operator` may do anything: the tool holds the key and
 /// the store, so a policy could not stop its user anyway.
-fn service(config: TokenServiceConfig, store: Arc<dyn TokenStore>, operator: &Urn) -> DataHubTokenService {
-    let policies = Policies::none().with_grant(operator.clone(), Privilege::ManageAccessTokens);
-    DataHubTokenService::new(config, store, policies)
+fn service(
+    config: TokenServiceConfig,
+    store: Arc<dyn TokenStore>,
+    operator: &Urn,
+) -> datahub_access_tokens::Result<DataHubTokenService> {
+    let policies = Policies::none().with_grant(operator.clone(), Privilege::ManageAccessTokens)?;
+    Ok(DataHubTokenService::new(config, store, policies))
 }
 
 async fn execute(
@@ -209,7 +213,7 @@ async fn execute(
                 name: args.name,
                 description: args.description,
             };
-            let created = service(config, store, &owner)
+            let created = service(config, store, &owner)?
                 .create_access_token(&owner, input)
                 .await?;
             serde_json::to_value(&created)?
@@ -232,19 +236,19 @@ async fn execute(
                 count: Some(count),
                 filters: Some(filters),
             };
-            let listed = service(config, store, &operator)
+            let listed = service(config, store, &operator)?
                 .list_access_tokens(&operator, &input)
                 .await?;
             serde_json::to_value(&listed)?
         }
         Command::Revoke { token_id } => {
-            let revoked = service(config, store, &operator)
+            let revoked = service(config, store, &operator)?
                 .revoke_access_token(&operator, &token_id)
                 .await?;
             json!(revoked)
         }
         Command::Rotate { token_id, duration } => {
-            let rotated = service(config, store, &operator)
+            let rotated = service(config, store, &operator)?
                 .rotate_access_token(&operator, &token_id, duration)
                 .await?;
             serde_json::to_value(&rotated)?
@@ -265,7 +269,7 @@ async fn execute(
             };
             // An operator's check is not a use: it must not make a stale token look used.
             let config = config.with_last_used_interval_ms(None)?;
-            let validated = service(config, store, &operator)
+            let validated = service(config, store, &operator)?
                 .validate_access_token(&token)
                 .await?;
             json!({
@@ -275,7 +279,7 @@ async fn execute(
             })
         }
         Command::PurgeExpired => {
-            let purged = service(config, store, &operator).purge_expired().await?;
+            let purged = service(config, store, &operator)?.purge_expired().await?;
             json!({ "purged": purged.len(), "tokenIds": purged })
         }
     })

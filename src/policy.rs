@@ -95,18 +95,63 @@ pub const ROOT_USER: &str = "urn:li:corpuser:datahub";
 ///   }
 /// }
 /// ```
+///
+/// Deserializing (with serde, from any format) checks the grants as
+/// [`Policies::from_json`] does.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", try_from = "UncheckedPolicies")]
 pub struct Policies {
     /// Privileges every user holds.
-    #[serde(default)]
     all_users: BTreeSet<Privilege>,
     /// Named roles and their privileges.
-    #[serde(default, deserialize_with = "unique_keys")]
     roles: HashMap<String, BTreeSet<Privilege>>,
     /// Grants to individual actors.
+    actors: HashMap<Urn, ActorGrant>,
+}
+
+/// [`Policies`] as read, before the checks that need all of it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UncheckedPolicies {
+    #[serde(default)]
+    all_users: BTreeSet<Privilege>,
+    #[serde(default, deserialize_with = "unique_keys")]
+    roles: HashMap<String, BTreeSet<Privilege>>,
     #[serde(default, deserialize_with = "unique_keys")]
     actors: HashMap<Urn, ActorGrant>,
+}
+
+impl TryFrom<UncheckedPolicies> for Policies {
+    type Error = String;
+
+    fn try_from(read: UncheckedPolicies) -> std::result::Result<Self, String> {
+        for (actor, grant) in &read.actors {
+            check_actor(actor)?;
+            if let Some(role) = grant.roles.iter().find(|r| !read.roles.contains_key(*r)) {
+                return Err(format!(
+                    "actor {actor} has role {role:?}, which is not defined under \"roles\""
+                ));
+            }
+        }
+        Ok(Policies {
+            all_users: read.all_users,
+            roles: read.roles,
+            actors: read.actors,
+        })
+    }
+}
+
+/// Privileges are checked for the calling user's urn exactly: a grant to
+/// any other urn would silently grant nothing.
+fn check_actor(actor: &Urn) -> std::result::Result<(), String> {
+    if !actor.is_corp_user() || crate::urn::is_padded(actor.id()) {
+        return Err(format!(
+            "actor {:?} is not a user urn (urn:li:corpuser:<id>, no spaces around it); \
+             only users are granted privileges here",
+            actor.as_str()
+        ));
+    }
+    Ok(())
 }
 
 /// Reads a JSON object into a map, refusing a key given twice: serde keeps
@@ -195,25 +240,7 @@ impl Policies {
     /// and roles, malformed urns, and actors that are not user urns (groups,
     /// roles: they would never match a caller) are errors.
     pub fn from_json(json: &str) -> Result<Self> {
-        let policies: Policies =
-            serde_json::from_str(json).map_err(|e| Error::Config(format!("policies: {e}")))?;
-        for (actor, grant) in &policies.actors {
-            // Privileges are checked for the calling user's urn exactly: any
-            // other key would silently grant nothing.
-            if !actor.is_corp_user() || crate::urn::is_padded(actor.id()) {
-                return Err(Error::Config(format!(
-                    "policies: actor {:?} is not a user urn (urn:li:corpuser:<id>, no spaces around it); \
-                     only users are granted privileges here",
-                    actor.as_str()
-                )));
-            }
-            if let Some(role) = grant.roles.iter().find(|r| !policies.roles.contains_key(*r)) {
-                return Err(Error::Config(format!(
-                    "policies: actor {actor} has role {role:?}, which is not defined under \"roles\""
-                )));
-            }
-        }
-        Ok(policies)
+        serde_json::from_str(json).map_err(|e| Error::Config(format!("policies: {e}")))
     }
 
     /// Grants `privilege` to every user.
@@ -222,10 +249,12 @@ impl Policies {
         self
     }
 
-    /// Grants `privilege` to `actor`.
-    pub fn with_grant(mut self, actor: Urn, privilege: Privilege) -> Self {
+    /// Grants `privilege` to `actor`, which must be a user urn (no other
+    /// urn is ever a caller).
+    pub fn with_grant(mut self, actor: Urn, privilege: Privilege) -> Result<Self> {
+        check_actor(&actor).map_err(Error::Config)?;
         self.actors.entry(actor).or_default().privileges.insert(privilege);
-        self
+        Ok(self)
     }
 
     /// Defines (or redefines) a role.
@@ -235,8 +264,9 @@ impl Policies {
         self
     }
 
-    /// Gives `actor` a defined role.
+    /// Gives `actor` (a user urn) a defined role.
     pub fn with_role(mut self, actor: Urn, role: &str) -> Result<Self> {
+        check_actor(&actor).map_err(Error::Config)?;
         if !self.roles.contains_key(role) {
             return Err(Error::Config(format!("role {role:?} is not defined")));
         }
@@ -337,10 +367,27 @@ mod tests {
             let json =
                 format!(r#"{{"actors":{{"{never_a_caller}":{{"privileges":["MANAGE_ACCESS_TOKENS"]}}}}}}"#);
             let message = err(&json);
-            assert!(
-                message.contains(&format!("actor {never_a_caller:?} is not a user urn")),
-                "{message}"
-            );
+            let expected = format!("actor {never_a_caller:?} is not a user urn");
+            assert!(message.contains(&expected), "{message}");
+            // Every other way in checks the same: serde (any format) and the builders.
+            let message = serde_json::from_str::<Policies>(&json).unwrap_err().to_string();
+            assert!(message.contains(&expected), "{message}");
+            let actor = Urn::parse(never_a_caller).unwrap();
+            let grant = Policies::none().with_grant(actor.clone(), Privilege::ManageAccessTokens);
+            assert!(grant.unwrap_err().to_string().contains(&expected));
+            let role = Policies::datahub_defaults().with_role(actor, ROLE_ADMIN);
+            assert!(role.unwrap_err().to_string().contains(&expected));
         }
+        let ghost = r#"{"actors":{"urn:li:corpuser:a":{"roles":["Ghost"]}}}"#;
+        assert!(serde_json::from_str::<Policies>(ghost).is_err());
+    }
+
+    #[test]
+    fn serializing_and_reading_back_keeps_the_grants() {
+        let policies = Policies::datahub_defaults()
+            .with_role(user("alice"), ROLE_EDITOR)
+            .unwrap();
+        let json = serde_json::to_string(&policies).unwrap();
+        assert_eq!(Policies::from_json(&json).unwrap(), policies);
     }
 }

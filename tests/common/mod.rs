@@ -39,8 +39,9 @@ pub fn user(urn: &str) -> Urn {
 pub fn policies() -> Policies {
     Policies::none()
         .with_grant(user(MANAGER), Privilege::ManageAccessTokens)
-        .with_grant(user(ALICE), Privilege::GeneratePersonalAccessTokens)
-        .with_grant(user(BOB), Privilege::GeneratePersonalAccessTokens)
+        .and_then(|p| p.with_grant(user(ALICE), Privilege::GeneratePersonalAccessTokens))
+        .and_then(|p| p.with_grant(user(BOB), Privilege::GeneratePersonalAccessTokens))
+        .expect("user urns")
 }
 
 /// The fixed test configuration; never-expiring tokens allowed.

@@ -164,6 +164,7 @@ pub fn user(id: &str) -> Urn {
 pub fn matrix_policies() -> Policies {
     Policies::none()
         .with_grant(user("datahub"), Privilege::ManageAccessTokens)
+        .unwrap()
         .with_role_definition("Admin", &Privilege::ALL)
         .with_role_definition("Editor", &[Privilege::GeneratePersonalAccessTokens])
         .with_role_definition("Reader", &[])
