@@ -87,6 +87,10 @@ pub const MIN_SIGNING_KEY_BYTES: usize = 32;
 const DATAHUB_DEFAULT_SIGNING_KEY: &str = "WnEdIeTG/VVCLQqGwC/BAkqyY0k+H8NEAtWGejrBI94=";
 const DATAHUB_DEFAULT_SALT: &str = "ohDVbJBvHHVJh9S/UA4BYF9COuNnqqVhr9MLKEGXk1O=";
 
+fn is_public_default(signing_key: &str, salt: &str) -> bool {
+    signing_key == DATAHUB_DEFAULT_SIGNING_KEY || salt == DATAHUB_DEFAULT_SALT
+}
+
 /// A string that must not reach logs: `Debug` prints `<redacted>`.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Secret(String);
@@ -132,6 +136,13 @@ impl TokenServiceConfig {
         if salt.is_empty() {
             return Err(Error::Config(format!("the salt ({ENV_SALT}) is empty")));
         }
+        if is_public_default(&signing_key, &salt) {
+            tracing::warn!(
+                "INSECURE: the signing key or salt is DataHub's published default, so anyone can \
+                 mint tokens this service accepts; set {ENV_SIGNING_KEY} and {ENV_SALT} to secrets \
+                 of your own"
+            );
+        }
         Ok(TokenServiceConfig {
             signing_key: Secret(signing_key),
             previous_signing_keys: Vec::new(),
@@ -143,6 +154,14 @@ impl TokenServiceConfig {
             last_used_interval_ms: Some(DEFAULT_LAST_USED_INTERVAL_MS),
             verified_token_cache: DEFAULT_VERIFIED_TOKEN_CACHE,
         })
+    }
+
+    /// Whether the signing key or salt is DataHub's published default
+    /// (see [`insecure_datahub_defaults`](Self::insecure_datahub_defaults)),
+    /// with which anyone can mint tokens this service accepts. Such settings
+    /// are logged as a warning when made; a production service may refuse them.
+    pub fn uses_public_defaults(&self) -> bool {
+        is_public_default(self.signing_key.expose(), self.salt.expose())
     }
 
     /// Settings with a fresh random key and salt (32 random bytes each, in
@@ -498,6 +517,63 @@ mod tests {
     }
 
     const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+    /// What `make` logs at WARN and above, as text.
+    fn warnings_of(make: impl FnOnce()) -> String {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, make);
+        let text = captured.0.lock().unwrap().clone();
+        String::from_utf8(text).unwrap()
+    }
+
+    #[test]
+    fn datahubs_public_defaults_are_flagged_loudly() {
+        let public = [
+            (DATAHUB_DEFAULT_SIGNING_KEY, "our own salt"),
+            (KEY, DATAHUB_DEFAULT_SALT),
+            (DATAHUB_DEFAULT_SIGNING_KEY, DATAHUB_DEFAULT_SALT),
+        ];
+        for (key, salt) in public {
+            let mut config = None;
+            let warnings = warnings_of(|| config = Some(TokenServiceConfig::new(key, salt).unwrap()));
+            assert!(config.unwrap().uses_public_defaults());
+            assert!(
+                warnings.contains("WARN") && warnings.contains("INSECURE"),
+                "{warnings}"
+            );
+            // Named, never printed.
+            assert!(!warnings.contains(key) && !warnings.contains(salt), "{warnings}");
+        }
+        assert!(TokenServiceConfig::insecure_datahub_defaults().uses_public_defaults());
+        let vars = [
+            (ENV_SIGNING_KEY, DATAHUB_DEFAULT_SIGNING_KEY),
+            (ENV_SALT, DATAHUB_DEFAULT_SALT),
+        ];
+        assert!(warnings_of(|| drop(from(&vars).unwrap())).contains("INSECURE"));
+
+        let mut own = None;
+        let warnings = warnings_of(|| own = Some(TokenServiceConfig::new(KEY, "our own salt").unwrap()));
+        assert!(!own.unwrap().uses_public_defaults());
+        assert_eq!(warnings, "");
+    }
 
     #[test]
     fn refuses_weak_secrets() {
