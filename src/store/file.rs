@@ -1123,11 +1123,12 @@ impl Shared {
             }
         }
         if !compact_requests.is_empty() {
-            let result = self.compact(&mut writer).map_err(Error::from);
+            // One failure for every request: each gets it whole as its source.
+            let result = self.compact(&mut writer).map_err(|e| Arc::new(Error::from(e)));
             for reply in compact_requests {
                 let result = match &result {
                     Ok(()) => Ok(()),
-                    Err(e) => Err(Error::storage(e.to_string(), "the compaction failed")),
+                    Err(e) => Err(Error::storage("the requested compaction failed", e.clone())),
                 };
                 replies.push((reply, result));
             }

@@ -330,7 +330,23 @@ async fn a_failed_compaction_keeps_the_old_log() {
     }
     let before = store.stats();
     inject_write(&store, io::ErrorKind::StorageFull);
-    let message = storage_message(store.compact().await);
+    let failed = store.compact().await;
+    // The cause is reachable as the I/O error it was, each layer said once.
+    let (mut chain, mut io_kind) = (vec![], None);
+    let mut cause: Option<&dyn std::error::Error> = failed.as_ref().err().map(|e| e as _);
+    while let Some(error) = cause {
+        chain.push(error.to_string());
+        io_kind = io_kind.or(error.downcast_ref::<io::Error>().map(io::Error::kind));
+        cause = error.source();
+    }
+    assert_eq!(io_kind, Some(io::ErrorKind::StorageFull), "{chain:?}");
+    assert!(
+        chain
+            .iter()
+            .all(|c| c.matches("token storage failed").count() <= 1),
+        "{chain:?}"
+    );
+    let message = storage_message(failed);
     assert!(message.contains("compacting"), "{message}");
     assert!(
         !tmp.path().join(COMPACT_FILE_NAME).exists(),
