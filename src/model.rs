@@ -12,6 +12,7 @@ use crate::urn::Urn;
 /// The kind of token (claim `type`, GraphQL enum `AccessTokenType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive] // DataHub has added types before (SERVICE_ACCOUNT)
 pub enum AccessTokenType {
     /// A revocable token a user generates for themself (or an admin for them).
     Personal,

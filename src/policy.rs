@@ -18,6 +18,7 @@ use crate::BoxFuture;
 /// The token privileges DataHub defines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
 pub enum Privilege {
     /// "Generate Personal Access Tokens": create, list and revoke one's own.
     GeneratePersonalAccessTokens,

@@ -21,7 +21,12 @@ pub const MAX_FILTERS: usize = 64;
 pub const MAX_FILTER_VALUES: usize = 1024;
 
 /// A filterable field of [`DataHubAccessTokenInfo`].
+///
+/// Non-exhaustive: fields may be added (`lastUsedAt` was). A store that
+/// translates filters into its own queries can answer a field it does not
+/// know by filtering in memory with [`Filter::matches`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum TokenField {
     /// `name` (text).
     Name,
@@ -87,7 +92,11 @@ impl fmt::Display for TokenField {
 }
 
 /// A filter operator (DataHub's `FilterOperator`).
+///
+/// Non-exhaustive: DataHub has more operators than these, and they may be
+/// added. A store can answer one it does not know with [`Filter::matches`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Condition {
     /// Equal to any value.
     Equal,
