@@ -84,6 +84,15 @@ async fn created_token_record_and_claims() {
 }
 
 #[tokio::test]
+async fn a_configured_issuer_is_the_iss_claim() {
+    let f = Fixture::with_config(config().with_issuer("acme-datahub").unwrap());
+    let personal = f.create_own(ALICE, "ci").await;
+    assert_eq!(claims_json(personal.expose_access_token())["iss"], "acme-datahub");
+    let session = f.service.create_session_token(&user(ALICE)).await.unwrap();
+    assert_eq!(claims_json(session.expose_access_token())["iss"], "acme-datahub");
+}
+
+#[tokio::test]
 async fn revocation_takes_effect_at_once() {
     let f = Fixture::new();
     let created = f.create_own(ALICE, "to revoke").await;
