@@ -582,6 +582,24 @@ mod tests {
         assert!(err(TokenServiceConfig::new("short", "salt")).contains("at least 32"));
         assert!(err(TokenServiceConfig::new(KEY, "")).contains("salt"));
         assert!(TokenServiceConfig::new(KEY, "s").is_ok());
+        // The minimum counts bytes, not characters: 16 `é` are 32 bytes.
+        assert!(TokenServiceConfig::new("é".repeat(16), "s").is_ok());
+        let thirty_one = format!("{}a", "é".repeat(15));
+        assert!(err(TokenServiceConfig::new(thirty_one, "s")).contains("is 31 bytes"));
+    }
+
+    #[test]
+    fn insecure_defaults_are_datahubs_published_ones() {
+        let config = TokenServiceConfig::insecure_datahub_defaults();
+        assert_eq!(
+            config.expose_signing_key(),
+            "WnEdIeTG/VVCLQqGwC/BAkqyY0k+H8NEAtWGejrBI94="
+        );
+        assert_eq!(
+            config.expose_salt(),
+            "ohDVbJBvHHVJh9S/UA4BYF9COuNnqqVhr9MLKEGXk1O="
+        );
+        assert_eq!(config.issuer(), "datahub-metadata-service");
     }
 
     #[test]
@@ -643,6 +661,31 @@ mod tests {
             (ENV_SESSION_DURATION_MS, "-1")
         ])
         .is_err());
+    }
+
+    #[test]
+    fn reads_datahubs_variable_names() {
+        let config = from(&[
+            ("DATAHUB_TOKEN_SERVICE_SIGNING_KEY", KEY),
+            ("DATAHUB_TOKEN_SERVICE_SALT", "pepper"),
+            ("DATAHUB_TOKEN_SERVICE_ISSUER", "acme"),
+            ("ACCESS_TOKEN_ALLOW_NO_EXPIRY", "true"),
+            ("ACCESS_TOKEN_ALLOWED_DURATIONS", "P2D"),
+            ("SESSION_TOKEN_DURATION_MS", "5000"),
+        ])
+        .unwrap();
+        assert_eq!(config.expose_signing_key(), KEY);
+        assert_eq!(config.expose_salt(), "pepper");
+        assert_eq!(config.issuer(), "acme");
+        assert!(config.duration_policy().allow_no_expiry());
+        let allowed: Vec<_> = config
+            .duration_policy()
+            .allowed()
+            .iter()
+            .map(|d| d.as_str())
+            .collect();
+        assert_eq!(allowed, ["P2D"]);
+        assert_eq!(config.session_duration_ms, 5000);
     }
 
     #[cfg(feature = "fs")]
