@@ -391,14 +391,33 @@ mod tests {
 
     #[test]
     fn enum_values_and_names() {
-        assert_eq!(AccessTokenDuration::OneWeek.millis(), Some(7 * DAY_MS));
-        assert_eq!(AccessTokenDuration::NoExpiry.millis(), None);
+        use AccessTokenDuration::*;
+        for (d, ms) in [
+            (OneHour, Some(3_600_000)),
+            (OneDay, Some(86_400_000)),
+            (OneWeek, Some(604_800_000)),
+            (OneMonth, Some(2_592_000_000)),
+            (ThreeMonths, Some(7_776_000_000)),
+            (SixMonths, Some(15_552_000_000)),
+            (OneYear, Some(31_536_000_000)),
+            (NoExpiry, None),
+        ] {
+            assert_eq!(d.millis(), ms, "{d}");
+        }
         for d in AccessTokenDuration::ALL {
             let json = serde_json::to_string(&d).unwrap();
             assert_eq!(json, format!("\"{}\"", d.as_str()));
             assert_eq!(d.as_str().parse::<AccessTokenDuration>().unwrap(), d);
         }
         assert!("ONE_FORTNIGHT".parse::<AccessTokenDuration>().is_err());
+    }
+
+    #[test]
+    fn default_policy_is_datahubs() {
+        let policy = DurationPolicy::default();
+        let allowed: Vec<_> = policy.allowed().iter().map(IsoDuration::as_str).collect();
+        assert_eq!(allowed, ["PT1H", "P1D", "P7D", "P30D", "P90D", "P180D", "P365D"]);
+        assert!(!policy.allow_no_expiry());
     }
 
     #[test]
