@@ -563,7 +563,7 @@ mod tests {
                 filters: None,
             })
         };
-        assert_eq!(q(None, None).unwrap().count, DEFAULT_COUNT);
+        assert_eq!(q(None, None).unwrap().count, 20, "DataHub's default page size");
         assert!(q(Some(-1), None)
             .unwrap_err()
             .to_string()
