@@ -313,3 +313,58 @@ pub struct ListAccessTokenResult {
     /// The page.
     pub tokens: Vec<AccessTokenMetadata>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Serializes to exactly `expected` and reads back from it.
+    fn round_trip<T>(value: &T, expected: serde_json::Value)
+    where
+        T: Serialize + serde::de::DeserializeOwned + PartialEq + fmt::Debug,
+    {
+        assert_eq!(serde_json::to_value(value).unwrap(), expected);
+        assert_eq!(&serde_json::from_value::<T>(expected).unwrap(), value);
+    }
+
+    #[test]
+    fn json_keys_are_datahubs() {
+        let urn = |s: &str| Urn::parse(s).unwrap();
+        let info = DataHubAccessTokenInfo {
+            name: "ci".into(),
+            actor_urn: urn("urn:li:corpuser:alice"),
+            owner_urn: urn("urn:li:corpuser:admin"),
+            created_at: 1,
+            expires_at: Some(2),
+            description: Some("for CI".into()),
+            last_used_at: None,
+        };
+        round_trip(
+            &info,
+            json!({"name": "ci", "actorUrn": "urn:li:corpuser:alice", "ownerUrn": "urn:li:corpuser:admin",
+                   "createdAt": 1, "expiresAt": 2, "description": "for CI"}),
+        );
+        let never = DataHubAccessTokenInfo {
+            expires_at: None,
+            description: None,
+            ..info.clone()
+        };
+        round_trip(
+            &never,
+            json!({"name": "ci", "actorUrn": "urn:li:corpuser:alice", "ownerUrn": "urn:li:corpuser:admin",
+                   "createdAt": 1}),
+        );
+        let metadata = AccessTokenMetadata::from(StoredAccessToken {
+            id: "abc=".into(),
+            info,
+        });
+        round_trip(
+            &metadata,
+            json!({"urn": "urn:li:dataHubAccessToken:abc=", "type": "ACCESS_TOKEN", "id": "abc=",
+                   "name": "ci", "description": "for CI", "actorUrn": "urn:li:corpuser:alice",
+                   "ownerUrn": "urn:li:corpuser:admin", "createdAt": 1, "expiresAt": 2,
+                   "lastUsedAt": null}),
+        );
+    }
+}
