@@ -329,6 +329,10 @@ mod tests {
             Privilege::ManageAccessTokens.display_name(),
             "Manage All Access Tokens"
         );
+        assert_eq!(
+            Privilege::GeneratePersonalAccessTokens.display_name(),
+            "Generate Personal Access Tokens"
+        );
     }
 
     #[test]
