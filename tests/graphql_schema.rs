@@ -9,7 +9,8 @@ use async_graphql::{Request, Variables};
 use datahub_access_tokens::graphql::{schema, AccessTokenSchema, Caller, MAX_QUERY_DEPTH, MAX_QUERY_FIELDS};
 use datahub_access_tokens::store::MAX_COUNT;
 use datahub_access_tokens::{
-    DataHubTokenService, MemoryTokenStore, Policies, TokenServiceConfig, Urn, UNAUTHORIZED_MESSAGE,
+    DataHubTokenService, DurationPolicy, MemoryTokenStore, Policies, TokenServiceConfig, Urn,
+    UNAUTHORIZED_MESSAGE,
 };
 use serde_json::{json, Value};
 use support_store::{BrokenStore, SECRET_DETAILS};
@@ -142,6 +143,98 @@ async fn create_list_get_and_revoke_with_long_times() {
     let revoke = "mutation($id: String!) { revokeAccessToken(tokenId: $id) }";
     let revoked = run(&schema, "alice", revoke, json!({"id": id})).await;
     assert_eq!(revoked, json!({"data": {"revokeAccessToken": true}}));
+}
+
+#[tokio::test]
+async fn every_duration_sets_its_lifetime() {
+    // Never-expiring tokens allowed, so every value can be created.
+    let config = TokenServiceConfig::generate()
+        .unwrap()
+        .with_duration_policy(DurationPolicy::parse("PT1H,P1D,P7D,P30D,P90D,P180D,P365D", true).unwrap());
+    let schema = schema(Arc::new(DataHubTokenService::new(
+        config,
+        MemoryTokenStore::new(),
+        Policies::datahub_defaults(),
+    )));
+    let create = "mutation($input: CreateAccessTokenInput!) { createAccessToken(input: $input) \
+                  { metadata { createdAt expiresAt } } }";
+    for (duration, lifetime) in [
+        ("ONE_HOUR", Some(3_600_000_i64)),
+        ("ONE_DAY", Some(86_400_000)),
+        ("ONE_WEEK", Some(604_800_000)),
+        ("ONE_MONTH", Some(2_592_000_000)),
+        ("THREE_MONTHS", Some(7_776_000_000)),
+        ("SIX_MONTHS", Some(15_552_000_000)),
+        ("ONE_YEAR", Some(31_536_000_000)),
+        ("NO_EXPIRY", None),
+    ] {
+        let input = json!({"input": {"type": "PERSONAL", "actorUrn": "urn:li:corpuser:alice",
+                                     "duration": duration, "name": duration}});
+        let created = run(&schema, "alice", create, input).await;
+        let metadata = &created["data"]["createAccessToken"]["metadata"];
+        let created_at = metadata["createdAt"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{created}"));
+        let expires_at = metadata["expiresAt"].as_i64();
+        assert_eq!(
+            expires_at.map(|at| at - created_at),
+            lifetime,
+            "{duration}: {created}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_filter_operator_selects_what_it_names() {
+    let schema = memory_schema();
+    // Names and lifetimes chosen so each operator selects a different set.
+    let create = "mutation($input: CreateAccessTokenInput!) { createAccessToken(input: $input) \
+                  { metadata { expiresAt } } }";
+    let mut expiry = std::collections::HashMap::new();
+    for (name, duration, description) in [
+        ("ab", "ONE_HOUR", None),
+        ("abc", "ONE_DAY", None),
+        ("cab", "ONE_WEEK", None),
+        ("xyz", "ONE_MONTH", Some("described")),
+    ] {
+        let input = json!({"input": {"type": "PERSONAL", "actorUrn": "urn:li:corpuser:datahub",
+                                     "duration": duration, "name": name, "description": description}});
+        let created = run(&schema, "datahub", create, input).await;
+        let at = created["data"]["createAccessToken"]["metadata"]["expiresAt"].clone();
+        expiry.insert(
+            name,
+            at.as_i64().unwrap_or_else(|| panic!("{created}")).to_string(),
+        );
+    }
+    let abc = expiry["abc"].as_str();
+    let list =
+        "query($f: FacetFilterInput!) { listAccessTokens(input: {filters: [$f]}) { tokens { name } } }";
+    for (field, condition, values, expected) in [
+        ("name", "EQUAL", vec!["ab"], vec!["ab"]),
+        ("name", "IN", vec!["ab", "xyz"], vec!["ab", "xyz"]),
+        ("name", "CONTAIN", vec!["ab"], vec!["ab", "abc", "cab"]),
+        ("name", "START_WITH", vec!["ab"], vec!["ab", "abc"]),
+        ("name", "END_WITH", vec!["ab"], vec!["ab", "cab"]),
+        ("description", "EXISTS", vec![], vec!["xyz"]),
+        ("expiresAt", "GREATER_THAN", vec![abc], vec!["cab", "xyz"]),
+        (
+            "expiresAt",
+            "GREATER_THAN_OR_EQUAL_TO",
+            vec![abc],
+            vec!["abc", "cab", "xyz"],
+        ),
+        ("expiresAt", "LESS_THAN", vec![abc], vec!["ab"]),
+        ("expiresAt", "LESS_THAN_OR_EQUAL_TO", vec![abc], vec!["ab", "abc"]),
+    ] {
+        let filter = json!({"f": {"field": field, "condition": condition, "values": values}});
+        let listed = run(&schema, "datahub", list, filter).await;
+        let tokens = listed["data"]["listAccessTokens"]["tokens"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{condition}: {listed}"));
+        let mut names: Vec<_> = tokens.iter().map(|t| t["name"].as_str().unwrap()).collect();
+        names.sort_unstable();
+        assert_eq!(names, expected, "{field} {condition} {values:?}");
+    }
 }
 
 fn first_error(response: &Value) -> (&str, i64, &str) {
