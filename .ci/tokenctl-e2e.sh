@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --quiet --example tokenctl
-bin=target/debug/examples/tokenctl
+bin=${CARGO_TARGET_DIR:-target}/debug/examples/tokenctl
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 data="$work/tokens"
