@@ -41,6 +41,29 @@ check "list pages" test "$(ctl list --start 1 --count 5 | jq -r '[.start, .count
 validated=$(ctl validate "$token")
 check "validate prints the claims" test "$(jq -r .actorUrn <<<"$validated")/$(jq -r .claims.version <<<"$validated")" = urn:li:corpuser:datahub/2
 check "validate reads standard input" test "$(ctl validate - <<<"$token" | jq -r .tokenId)" = "$id"
+# A reader gone before the output is written (tokenctl ... | head): no panic.
+gone_reader() { # gone_reader ARGS...: exit code of tokenctl ARGS writing into a closed pipe
+  { sleep 0.5; set +e; ctl "$@" 2>"$work/pipe-err"; echo $? >"$work/pipe-rc"; } | true
+  cat "$work/pipe-rc"
+}
+check "validate into a closed pipe ends quietly" test "$(gone_reader validate "$token")" = 0
+check "list into a closed pipe ends quietly" test "$(gone_reader list)/$(wc -c <"$work/pipe-err")" = 0/0
+check "other write errors are reported" bash -c "'$bin' --data-dir '$data' list >/dev/full 2>'$work/full'; test \$? = 1 \
+  && grep -q 'writing the result to standard output: No space left' '$work/full'"
+check "a lost standard error is no panic" bash -c "'$bin' --data-dir '$data' revoke nope 2>/dev/full; test \$? = 1"
+# A new token nobody received is revoked, and its id named.
+lost_create() {
+  ctl create --actor urn:li:corpuser:dave --name lost --duration ONE_DAY >/dev/full 2>"$work/lost"
+  test $? = 1 && grep -q "could not write the new token to standard output (No space left.*so it was revoked (token id " "$work/lost" \
+    && test "$(ctl list --actor urn:li:corpuser:dave | jq -r .total)" = 0
+}
+check "create that cannot print revokes the token" lost_create
+lost_in_pipe() {
+  test "$(gone_reader create --actor urn:li:corpuser:dave --name lost --duration ONE_DAY)" = 1 \
+    && grep -q "(Broken pipe.*so it was revoked" "$work/pipe-err" \
+    && test "$(ctl list --actor urn:li:corpuser:dave | jq -r .total)" = 0
+}
+check "create into a closed pipe revokes the token" lost_in_pipe
 
 check "revoke prints true" test "$(ctl revoke "$id")" = true
 check "a revoked token fails validation" bash -c "! '$bin' --data-dir '$data' validate '$token' 2>'$work/err'"
@@ -56,7 +79,14 @@ check "the rotated-away token fails validation" bash -c "! '$bin' --data-dir '$d
 check "the new token validates" test "$(ctl validate "$(jq -r .accessToken <<<"$rotated")" | jq -r .tokenId)" = "$(jq -r .metadata.id <<<"$rotated")"
 check "rotate --duration sets the lifetime" test "$(ctl rotate "$(jq -r .metadata.id <<<"$rotated")" --duration ONE_HOUR | jq -r '.metadata.expiresAt - .metadata.createdAt')" = 3600000
 check "rotations leave one token of the lineage" test "$(ctl list --actor urn:li:corpuser:carol | jq -r .total)" = 1
-ctl revoke "$(ctl list --actor urn:li:corpuser:carol | jq -r '.tokens[0].id')" >/dev/null
+lost_rotate() { # the old token is gone by then; the new one nobody received is revoked
+  local old
+  old=$(ctl list --actor urn:li:corpuser:carol | jq -r '.tokens[0].id')
+  ctl rotate "$old" >/dev/full 2>"$work/lost"
+  test $? = 1 && grep -qF "the rotation already revoked the token it replaced ($old)" "$work/lost" \
+    && test "$(ctl list --actor urn:li:corpuser:carol | jq -r .total)" = 0
+}
+check "rotate that cannot print revokes the new token" lost_rotate
 
 check "nothing expired yet" test "$(ctl purge-expired | jq -r .purged)" = 0
 check "bad durations are refused by name" bash -c "! '$bin' --data-dir '$data' create --actor urn:li:corpuser:x --name n --duration FOREVER 2>'$work/err3' && grep -q 'unknown duration' '$work/err3'"

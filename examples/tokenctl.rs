@@ -14,6 +14,8 @@
 //! It acts with operator rights (it holds the key and the files), so no
 //! policy applies. Output is JSON on standard output in DataHub's GraphQL
 //! shapes; errors go to standard error with exit code 1 (2 for bad usage).
+//! A new token (`create`, `rotate`) that cannot be written to standard
+//! output is revoked at once, its id named in the error: nobody has it.
 //! The key and salt come from `DATAHUB_TOKEN_SERVICE_SIGNING_KEY` and
 //! `DATAHUB_TOKEN_SERVICE_SALT`, or when both are unset from a file in the
 //! data directory, generated on first use (`TokenServiceConfig::load_or_generate_in`).
@@ -24,16 +26,16 @@
 //! key and salt (set the two variables).
 
 use std::error::Error;
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use datahub_access_tokens::{
-    AccessTokenDuration, AccessTokenType, CreateAccessTokenInput, DataHubTokenService, FacetFilterInput,
-    FileTokenStore, ListAccessTokenInput, Policies, Privilege, TokenService, TokenServiceConfig, TokenStore,
-    Urn, ROOT_USER,
+    AccessToken, AccessTokenDuration, AccessTokenType, CreateAccessTokenInput, DataHubTokenService,
+    FacetFilterInput, FileTokenStore, ListAccessTokenInput, Policies, Privilege, TokenService,
+    TokenServiceConfig, TokenStore, Urn, ROOT_USER,
 };
 use serde_json::{json, Value};
 
@@ -140,21 +142,17 @@ fn parse_duration(text: &str) -> Result<AccessTokenDuration, String> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
-        Ok(output) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&output).expect("JSON values serialize")
-            );
-            ExitCode::SUCCESS
-        }
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("tokenctl: error: {error}");
+            // Standard error may be gone too: then there is nobody to tell.
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "tokenctl: error: {error}");
             let mut last = error.to_string();
             let mut source = error.source();
             while let Some(cause) = source {
                 let text = cause.to_string();
                 if text != last {
-                    eprintln!("  caused by: {text}");
+                    let _ = writeln!(err, "  caused by: {text}");
                 }
                 last = text;
                 source = cause.source();
@@ -164,14 +162,74 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<Value, Box<dyn Error>> {
+/// What a command leaves to print once the store is closed.
+enum Outcome {
+    /// Print this (its failure is reported, but undoes nothing).
+    Print(Value),
+    /// A new token, already printed while it could still be revoked.
+    Printed,
+}
+
+/// Writes `value` as JSON to standard output, reporting failure rather than
+/// panicking as `println!` does.
+fn write_json(value: &Value) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()
+}
+
+/// Prints the output of a command that changed nothing it would need to undo.
+/// A reader that went away (`tokenctl list | head`) ends it quietly.
+fn print(value: &Value) -> Result<(), Box<dyn Error>> {
+    match write_json(value) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("writing the result to standard output: {e}").into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Prints a token just created (by `create`, or by `rotate` in place of
+/// `replaced`). Its plaintext exists nowhere else, so if it cannot be
+/// printed nobody can use it: revoke it rather than leave it live, and say
+/// which token it was.
+async fn deliver(
+    service: &DataHubTokenService,
+    caller: &Urn,
+    created: &AccessToken,
+    replaced: Option<&str>,
+) -> Result<Outcome, Box<dyn Error>> {
+    let value = serde_json::to_value(created)?;
+    let Err(error) = write_json(&value) else {
+        return Ok(Outcome::Printed);
+    };
+    let mut message = format!("could not write the new token to standard output ({error})");
+    match created.metadata.as_ref().map(|m| m.id.as_str()) {
+        Some(id) => match service.revoke_access_token(caller, id).await {
+            Ok(_) => message += &format!(", so it was revoked (token id {id})"),
+            Err(e) => message += &format!(" and revoking it failed ({e}): revoke token id {id} yourself"),
+        },
+        None => message += "; it has no id to revoke",
+    }
+    match replaced {
+        Some(old) => {
+            message +=
+                &format!("; the rotation already revoked the token it replaced ({old}): create a new one")
+        }
+        None => message += "; create it again",
+    }
+    Err(message.into())
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
     let config = TokenServiceConfig::load_or_generate_in(&cli.data_dir)?;
     #[cfg(feature = "postgres")]
     if let Some(url) = &cli.postgres_url {
         use datahub_access_tokens::store::postgres::{PostgresStoreOptions, PostgresTokenStore};
         let options = PostgresStoreOptions::new().with_schema(&cli.postgres_schema);
         let store = PostgresTokenStore::connect_with(url, options).await?;
-        return execute(cli.command, config, Arc::new(store)).await;
+        return finish(execute(cli.command, config, Arc::new(store)).await?);
     }
     let store = FileTokenStore::open(&cli.data_dir).await?;
     let purging = matches!(cli.command, Command::PurgeExpired);
@@ -181,7 +239,14 @@ async fn run(cli: Cli) -> Result<Value, Box<dyn Error>> {
         store.compact().await?;
     }
     store.close().await?;
-    output
+    finish(output?)
+}
+
+fn finish(outcome: Outcome) -> Result<(), Box<dyn Error>> {
+    match outcome {
+        Outcome::Print(value) => print(&value),
+        Outcome::Printed => Ok(()),
+    }
 }
 
 /// A service in which `operator` may do anything: the tool holds the key and
@@ -199,9 +264,9 @@ async fn execute(
     command: Command,
     config: TokenServiceConfig,
     store: Arc<dyn TokenStore>,
-) -> Result<Value, Box<dyn Error>> {
+) -> Result<Outcome, Box<dyn Error>> {
     let operator = Urn::parse(ROOT_USER)?;
-    Ok(match command {
+    Ok(Outcome::Print(match command {
         Command::Create(args) => {
             let owner = Urn::parse(args.owner.as_deref().unwrap_or(&args.actor))
                 .map_err(|e| format!("--owner: {e}"))?;
@@ -213,10 +278,9 @@ async fn execute(
                 name: args.name,
                 description: args.description,
             };
-            let created = service(config, store, &owner)?
-                .create_access_token(&owner, input)
-                .await?;
-            serde_json::to_value(&created)?
+            let service = service(config, store, &owner)?;
+            let created = service.create_access_token(&owner, input).await?;
+            return deliver(&service, &owner, &created, None).await;
         }
         Command::List {
             owner,
@@ -248,10 +312,11 @@ async fn execute(
             json!(revoked)
         }
         Command::Rotate { token_id, duration } => {
-            let rotated = service(config, store, &operator)?
+            let service = service(config, store, &operator)?;
+            let rotated = service
                 .rotate_access_token(&operator, &token_id, duration)
                 .await?;
-            serde_json::to_value(&rotated)?
+            return deliver(&service, &operator, &rotated, Some(&token_id)).await;
         }
         Command::Validate { token } => {
             let token = if token == "-" {
@@ -282,5 +347,5 @@ async fn execute(
             let purged = service(config, store, &operator)?.purge_expired().await?;
             json!({ "purged": purged.len(), "tokenIds": purged })
         }
-    })
+    }))
 }
