@@ -90,6 +90,14 @@ check "rotate that cannot print revokes the new token" lost_rotate
 
 check "nothing expired yet" test "$(ctl purge-expired | jq -r .purged)" = 0
 check "bad durations are refused by name" bash -c "! '$bin' --data-dir '$data' create --actor urn:li:corpuser:x --name n --duration FOREVER 2>'$work/err3' && grep -q 'unknown duration' '$work/err3'"
+bad_urn() { # bad_urn OPTION ARGS...: create ARGS fails naming OPTION and the bad urn
+  local option=$1
+  shift
+  ! ctl create --name n --duration ONE_DAY "$@" 2>"$work/urn" && grep -q "^tokenctl: error: $option: invalid urn \"datahub\"" "$work/urn"
+}
+check "a bad --actor is named as such" bad_urn --actor --actor datahub
+check "a bad --actor is named with --owner given" bad_urn --actor --actor datahub --owner urn:li:corpuser:x
+check "a bad --owner is named as such" bad_urn --owner --actor urn:li:corpuser:x --owner datahub
 check "a duration is required" bash -c "! '$bin' --data-dir '$data' create --actor urn:li:corpuser:x --name n 2>/dev/null"
 check "a forged token is refused" bash -c "! '$bin' --data-dir '$data' validate 'eyJhbGciOiJIUzI1NiJ9.e30.AAAA' 2>/dev/null"
 

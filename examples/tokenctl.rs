@@ -268,8 +268,12 @@ async fn execute(
     let operator = Urn::parse(ROOT_USER)?;
     Ok(Outcome::Print(match command {
         Command::Create(args) => {
-            let owner = Urn::parse(args.owner.as_deref().unwrap_or(&args.actor))
-                .map_err(|e| format!("--owner: {e}"))?;
+            // Errors name the option given (the owner defaults to the actor).
+            let actor = Urn::parse(&args.actor).map_err(|e| format!("--actor: {e}"))?;
+            let owner = match &args.owner {
+                Some(owner) => Urn::parse(owner).map_err(|e| format!("--owner: {e}"))?,
+                None => actor,
+            };
             let input = CreateAccessTokenInput {
                 token_type: AccessTokenType::Personal,
                 actor_urn: args.actor,
