@@ -130,6 +130,8 @@ if [ -n "${DATAHUB_TOKENS_TEST_POSTGRES_URL:-}" ]; then
   check "postgres: purge" test "$(pg purge-expired | jq -r .purged)" = 0
   check "postgres: a bad URL is refused by name" bash -c "! '$bin' --data-dir '$data' --postgres-url mysql://x list 2>'$work/pgerr' \
     && grep -q 'invalid PostgreSQL URL' '$work/pgerr'"
+  check "postgres: --postgres-schema without --postgres-url is refused" bash -c "'$bin' --data-dir '$data' --postgres-schema '$schema' list \
+    >/dev/null 2>'$work/pgerr'; test \$? = 2 && grep -q 'required arguments were not provided' '$work/pgerr' && grep -q -- --postgres-url '$work/pgerr'"
   PGOPTIONS=--client-min-messages=warning psql "$DATAHUB_TOKENS_TEST_POSTGRES_URL" -qc "DROP SCHEMA IF EXISTS \"$schema\" CASCADE"
 else
   echo "tokenctl e2e on PostgreSQL NOT RUN: DATAHUB_TOKENS_TEST_POSTGRES_URL is not set"

@@ -56,9 +56,10 @@ struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     postgres_url: Option<String>,
 
-    /// The schema holding the PostgreSQL table (created if missing).
+    /// The schema holding the PostgreSQL table (created if missing); only
+    /// with --postgres-url.
     #[cfg(feature = "postgres")]
-    #[arg(long, global = true, value_name = "NAME", default_value = datahub_access_tokens::store::postgres::DEFAULT_SCHEMA)]
+    #[arg(long, global = true, value_name = "NAME", default_value = datahub_access_tokens::store::postgres::DEFAULT_SCHEMA, requires = "postgres_url")]
     postgres_schema: String,
 
     #[command(subcommand)]
