@@ -108,6 +108,23 @@ purged=$(ctl purge-expired)
 check "purge-expired deletes the expired token" test "$(jq -r '.tokenIds[0]' <<<"$purged")" = "$(jq -r .metadata.id <<<"$short")"
 check "one token is left" test "$(ctl list | jq -r .total)" = 1
 
+# Only create starts a store: the rest refuse a directory without one.
+no_store() { # no_store ARGS...: ARGS on a missing directory fail by name and create nothing
+  ! "$bin" --data-dir "$work/typo" "$@" >/dev/null 2>"$work/typo-err" \
+    && grep -q "no token store in $work/typo (create a token first, or check --data-dir)" "$work/typo-err" \
+    && test ! -e "$work/typo"
+}
+for args in list "validate $token" "revoke $id" "rotate $id" purge-expired; do
+  # shellcheck disable=SC2086 # split into arguments on purpose
+  check "$args needs an existing store" no_store $args
+done
+cp -r "$data" "$work/nokey"
+rm "$work/nokey/token-service-secrets.json"
+check "a store without its key file is refused" bash -c "! '$bin' --data-dir '$work/nokey' list 2>'$work/nokey-err' \
+  && grep -q 'no key file $work/nokey/token-service-secrets.json' '$work/nokey-err' && test ! -e '$work/nokey/token-service-secrets.json'"
+check "... unless the key and salt are set" test "$(DATAHUB_TOKEN_SERVICE_SIGNING_KEY=0123456789abcdef0123456789abcdef \
+  DATAHUB_TOKEN_SERVICE_SALT=s "$bin" --data-dir "$work/nokey" list | jq -r .total)" = 1
+
 # The environment's key and salt take precedence over the generated ones.
 check "a token from another key is refused" bash -c "! DATAHUB_TOKEN_SERVICE_SIGNING_KEY=0123456789abcdef0123456789abcdef \
   DATAHUB_TOKEN_SERVICE_SALT=s '$bin' --data-dir '$data' validate '$token' 2>/dev/null"
@@ -132,6 +149,9 @@ if [ -n "${DATAHUB_TOKENS_TEST_POSTGRES_URL:-}" ]; then
     && grep -q 'invalid PostgreSQL URL' '$work/pgerr'"
   check "postgres: --postgres-schema without --postgres-url is refused" bash -c "'$bin' --data-dir '$data' --postgres-schema '$schema' list \
     >/dev/null 2>'$work/pgerr'; test \$? = 2 && grep -q 'required arguments were not provided' '$work/pgerr' && grep -q -- --postgres-url '$work/pgerr'"
+  check "postgres: no key file and no key set is refused" bash -c "! '$bin' --data-dir '$work/pg-nokey' --postgres-url '$DATAHUB_TOKENS_TEST_POSTGRES_URL' \
+    --postgres-schema '$schema' list 2>'$work/pgerr' && grep -q 'no key file $work/pg-nokey/token-service-secrets.json (create a token first' '$work/pgerr' \
+    && test ! -e '$work/pg-nokey'"
   PGOPTIONS=--client-min-messages=warning psql "$DATAHUB_TOKENS_TEST_POSTGRES_URL" -qc "DROP SCHEMA IF EXISTS \"$schema\" CASCADE"
 else
   echo "tokenctl e2e on PostgreSQL NOT RUN: DATAHUB_TOKENS_TEST_POSTGRES_URL is not set"
