@@ -103,7 +103,12 @@ check "a forged token is refused" bash -c "! '$bin' --data-dir '$data' validate 
 
 # A token whose lifetime has passed: allow one second, wait it out, purge.
 short=$(ACCESS_TOKEN_ALLOWED_DURATIONS=PT1S ctl create --actor urn:li:corpuser:bob --name short --duration-iso PT1S)
+checked=$(ACCESS_TOKEN_ALLOWED_DURATIONS=PT1S ctl create --actor urn:li:corpuser:bob --name checked --duration-iso PT1S)
 sleep 2.2
+# As its --help says, validate deletes a stored token it finds expired.
+check "validate refuses an expired token" bash -c "! '$bin' --data-dir '$data' validate '$(jq -r .accessToken <<<"$checked")' 2>'$work/exp' \
+  && grep -q 'Token has expired' '$work/exp'"
+check "... and deletes it" test "$(ctl list --actor urn:li:corpuser:bob | jq -r '[.tokens[].name] | join(",")')" = short
 purged=$(ctl purge-expired)
 check "purge-expired deletes the expired token" test "$(jq -r '.tokenIds[0]' <<<"$purged")" = "$(jq -r .metadata.id <<<"$short")"
 check "one token is left" test "$(ctl list | jq -r .total)" = 1

@@ -105,7 +105,8 @@ enum Command {
         duration: Option<AccessTokenDuration>,
     },
     /// Check a token: signature, expiry, not revoked; prints its claims. Not
-    /// recorded as a use of the token (lastUsedAt).
+    /// recorded as a use of the token (lastUsedAt). A stored token found
+    /// expired is deleted (as DataHub does), so it no longer shows in `list`.
     Validate {
         /// The token, or `-` to read it from standard input.
         token: String,
