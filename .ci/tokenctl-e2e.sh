@@ -113,6 +113,24 @@ purged=$(ctl purge-expired)
 check "purge-expired deletes the expired token" test "$(jq -r '.tokenIds[0]' <<<"$purged")" = "$(jq -r .metadata.id <<<"$short")"
 check "one token is left" test "$(ctl list | jq -r .total)" = 1
 
+not_a_log() { # a storage error names its cause once (the message ends with it)
+  mkdir "$work/garbage"
+  echo garbage >"$work/garbage/tokens.log"
+  cp "$data/token-service-secrets.json" "$work/garbage/"
+  ! "$bin" --data-dir "$work/garbage" list 2>"$work/garbage-err" \
+    && grep -q "^tokenctl: error: token storage failed: .*tokens.log is not a DataHub token log" "$work/garbage-err" \
+    && test "$(wc -l <"$work/garbage-err")" = 1
+}
+check "a storage error is not repeated as its own cause" not_a_log
+unreadable() { # a cause the message does not hold is still shown
+  mkdir -p "$work/unreadable/tokens.log"
+  cp "$data/token-service-secrets.json" "$work/unreadable/"
+  ! "$bin" --data-dir "$work/unreadable" list 2>"$work/unreadable-err" \
+    && grep -q "^tokenctl: error: token storage failed: reading .*tokens.log" "$work/unreadable-err" \
+    && grep -q "^  caused by: Is a directory" "$work/unreadable-err"
+}
+check "a storage error shows a cause it does not include" unreadable
+
 # Only create starts a store: the rest refuse a directory without one.
 no_store() { # no_store ARGS...: ARGS on a missing directory fail by name and create nothing
   ! "$bin" --data-dir "$work/typo" "$@" >/dev/null 2>"$work/typo-err" \

@@ -152,15 +152,17 @@ async fn main() -> ExitCode {
         Err(error) => {
             // Standard error may be gone too: then there is nobody to tell.
             let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "tokenctl: error: {error}");
-            let mut last = error.to_string();
+            let mut shown = error.to_string();
+            let _ = writeln!(err, "tokenctl: error: {shown}");
             let mut source = error.source();
             while let Some(cause) = source {
+                // Many errors repeat their cause's text ("token storage failed: X" over X).
                 let text = cause.to_string();
-                if text != last {
+                if !shown.contains(&text) {
                     let _ = writeln!(err, "  caused by: {text}");
+                    shown.push('\n');
+                    shown.push_str(&text);
                 }
-                last = text;
                 source = cause.source();
             }
             ExitCode::FAILURE
