@@ -87,6 +87,14 @@ pub const MIN_SIGNING_KEY_BYTES: usize = 32;
 const DATAHUB_DEFAULT_SIGNING_KEY: &str = "WnEdIeTG/VVCLQqGwC/BAkqyY0k+H8NEAtWGejrBI94=";
 const DATAHUB_DEFAULT_SALT: &str = "ohDVbJBvHHVJh9S/UA4BYF9COuNnqqVhr9MLKEGXk1O=";
 
+fn check_secrets(signing_key: &str, salt: &str) -> Result<()> {
+    check_signing_key(signing_key, &format!("the signing key ({ENV_SIGNING_KEY})"))?;
+    if salt.is_empty() {
+        return Err(Error::Config(format!("the salt ({ENV_SALT}) is empty")));
+    }
+    Ok(())
+}
+
 fn is_public_default(signing_key: &str, salt: &str) -> bool {
     signing_key == DATAHUB_DEFAULT_SIGNING_KEY || salt == DATAHUB_DEFAULT_SALT
 }
@@ -132,10 +140,7 @@ impl TokenServiceConfig {
     /// [`MIN_SIGNING_KEY_BYTES`] (DataHub accepts both; we do not).
     pub fn new(signing_key: impl Into<String>, salt: impl Into<String>) -> Result<Self> {
         let (signing_key, salt) = (signing_key.into(), salt.into());
-        check_signing_key(&signing_key, &format!("the signing key ({ENV_SIGNING_KEY})"))?;
-        if salt.is_empty() {
-            return Err(Error::Config(format!("the salt ({ENV_SALT}) is empty")));
-        }
+        check_secrets(&signing_key, &salt)?;
         if is_public_default(&signing_key, &salt) {
             tracing::warn!(
                 "INSECURE: the signing key or salt is DataHub's published default, so anyone can \
@@ -446,16 +451,18 @@ impl TokenServiceConfig {
             }
         }
         let secrets = load_or_create_secrets(dir)?;
-        Self::from_lookup(|name| match name {
-            ENV_SIGNING_KEY => Some(secrets.signing_key.clone()),
-            ENV_SALT => Some(secrets.salt.clone()),
-            other => lookup(other),
-        })
-        .map_err(|e| match e {
+        // Only errors about the file's own key and salt name the file: the
+        // other settings come from the environment.
+        check_secrets(&secrets.signing_key, &secrets.salt).map_err(|e| match e {
             Error::Config(why) => {
                 Error::Config(format!("{why} (in {})", dir.join(SECRETS_FILE_NAME).display()))
             }
             other => other,
+        })?;
+        Self::from_lookup(|name| match name {
+            ENV_SIGNING_KEY => Some(secrets.signing_key.clone()),
+            ENV_SALT => Some(secrets.salt.clone()),
+            other => lookup(other),
         })
     }
 }
@@ -717,7 +724,8 @@ mod tests {
         let only_key = |name: &str| (name == ENV_SIGNING_KEY).then(|| KEY.to_owned());
         let err = TokenServiceConfig::load_or_generate_with(&dir, only_key).unwrap_err();
         assert!(err.to_string().contains("set both"), "{err}");
-        // Other settings still come from the environment.
+        // Other settings still come from the environment, and so do their
+        // errors: they do not blame the file.
         let issuer = |name: &str| (name == ENV_ISSUER).then(|| "me".to_owned());
         assert_eq!(
             TokenServiceConfig::load_or_generate_with(&dir, issuer)
@@ -725,6 +733,10 @@ mod tests {
                 .issuer(),
             "me"
         );
+        let bad_max = |name: &str| (name == ENV_MAX_TOKENS_PER_OWNER).then(|| "abc".to_owned());
+        let err = TokenServiceConfig::load_or_generate_with(&dir, bad_max).unwrap_err();
+        assert!(err.to_string().contains(ENV_MAX_TOKENS_PER_OWNER), "{err}");
+        assert!(!err.to_string().contains(SECRETS_FILE_NAME), "{err}");
     }
 
     #[cfg(feature = "fs")]
