@@ -33,8 +33,10 @@ pub enum AuditEventKind {
     },
 }
 
-/// One audit event.
+/// One audit event. Non-exhaustive, so fields can be added; build one with
+/// [`AuditEvent::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AuditEvent {
     /// What happened.
     pub kind: AuditEventKind,
@@ -47,6 +49,16 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// An event with these fields.
+    pub fn new(kind: AuditEventKind, caller: Option<Urn>, token_id: Option<String>, at_ms: i64) -> Self {
+        AuditEvent {
+            kind,
+            caller,
+            token_id,
+            at_ms,
+        }
+    }
+
     /// DataHub-style name of the event kind, e.g. `VALIDATION_FAILED`.
     pub fn kind_name(&self) -> &'static str {
         match self.kind {

@@ -120,3 +120,7 @@ pub use service::{
 pub use store::FileTokenStore;
 pub use store::{MemoryTokenStore, TokenStore};
 pub use urn::Urn;
+
+/// The attribute the crate's async traits ([`TokenService`], [`TokenStore`],
+/// [`PolicyEngine`]) are declared with; implement them with it too.
+pub use async_trait::async_trait;

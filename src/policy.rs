@@ -53,7 +53,8 @@ impl fmt::Display for Privilege {
     }
 }
 
-/// Decides whether an actor holds a privilege.
+/// Decides whether an actor holds a privilege. Implement it with
+/// [`#[async_trait]`](crate::async_trait), as the method is declared.
 #[async_trait]
 pub trait PolicyEngine: Debug + Send + Sync + 'static {
     /// Whether `actor` holds `privilege`.

@@ -31,7 +31,11 @@ pub const MAX_NAME_CHARS: usize = 256;
 pub const MAX_DESCRIPTION_CHARS: usize = 4096;
 
 /// What a successful validation tells about a token.
+///
+/// Non-exhaustive, so fields can be added; other [`TokenService`]
+/// implementations (test doubles) build one with [`ValidatedAccessToken::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ValidatedAccessToken {
     /// The user the token acts as.
     pub actor: Urn,
@@ -39,6 +43,17 @@ pub struct ValidatedAccessToken {
     pub claims: AccessTokenClaims,
     /// The stored token's id; `None` for stateless session tokens.
     pub token_id: Option<String>,
+}
+
+impl ValidatedAccessToken {
+    /// A validation's answer with these fields.
+    pub fn new(actor: Urn, claims: AccessTokenClaims, token_id: Option<String>) -> Self {
+        ValidatedAccessToken {
+            actor,
+            claims,
+            token_id,
+        }
+    }
 }
 
 /// DataHub's access token operations.
@@ -57,6 +72,9 @@ pub struct ValidatedAccessToken {
 ///
 /// "Can generate" means holding [`Privilege::GeneratePersonalAccessTokens`] or
 /// [`Privilege::ManageAccessTokens`]; "can manage" means the latter.
+///
+/// Implement it (a test double, say) with [`#[async_trait]`](crate::async_trait),
+/// as the methods are declared.
 #[async_trait]
 pub trait TokenService: Debug + Send + Sync + 'static {
     /// Mints a personal token and stores its record. The plaintext is in

@@ -166,14 +166,24 @@ fn trusted_actor(value: &HeaderValue) -> Result<Authenticated, AuthRejection> {
 }
 
 /// The authenticated caller of a request, put there by
-/// [`BearerAuthenticator::layer`]. Use it as an extractor.
+/// [`BearerAuthenticator::layer`]. Use it as an extractor. Non-exhaustive,
+/// so fields can be added; build one with [`Authenticated::new`] (to test
+/// a handler, say).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Authenticated {
     /// The user the request acts as.
     pub actor: Urn,
     /// The validated token; `None` when the actor came from a trusted
     /// [`ACTOR_HEADER`].
     pub token: Option<ValidatedAccessToken>,
+}
+
+impl Authenticated {
+    /// A caller with these fields.
+    pub fn new(actor: Urn, token: Option<ValidatedAccessToken>) -> Self {
+        Authenticated { actor, token }
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Authenticated {

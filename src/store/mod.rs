@@ -33,6 +33,10 @@ pub use query::{
 /// Persistence for token records ([`StoredAccessToken`]: id plus
 /// `DataHubAccessTokenInfo`). The plaintext token never reaches a store.
 ///
+/// Implement it with [`#[async_trait]`](crate::async_trait), as the methods
+/// are declared, and check the implementation with the conformance suite
+/// (`store::conformance`, feature `test-util`).
+///
 /// # Contract
 ///
 /// Every implementation guarantees, and the conformance suite
