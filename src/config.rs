@@ -434,7 +434,10 @@ impl TokenServiceConfig {
     /// come from [`SECRETS_FILE_NAME`] in `dir`, which is created on first
     /// use (directory 0700, file 0600, written atomically and durably) with a
     /// fresh random key and salt; the other settings still come from the
-    /// environment. Setting only one of the two is an error.
+    /// environment. Setting only one of the two is an error, and so is a
+    /// missing key file in a directory that already holds a
+    /// [`FileTokenStore`](crate::FileTokenStore) log (a new key would make its
+    /// tokens invalid).
     pub fn load_or_generate_in(dir: impl AsRef<std::path::Path>) -> Result<Self> {
         Self::load_or_generate_with(dir.as_ref(), process_env()?)
     }
@@ -490,6 +493,17 @@ fn load_or_create_secrets(dir: &std::path::Path) -> Result<SecretsFile> {
     };
     if let Some(secrets) = read()? {
         return Ok(secrets);
+    }
+    // A new key would make every token already in the directory fail to
+    // verify: the key file was lost or moved, and making one hides that.
+    let log = dir.join(crate::store::file::LOG_FILE_NAME);
+    if log.exists() {
+        return Err(Error::Config(format!(
+            "{} is missing, but {} holds tokens signed with the key it held: a new key would make \
+             them all invalid. Restore the file, or set {ENV_SIGNING_KEY} and {ENV_SALT}",
+            path.display(),
+            log.display()
+        )));
     }
     fsutil::create_private_dir(dir).map_err(|e| storage("creating the directory of", e))?;
     let fresh = SecretsFile {
@@ -737,6 +751,28 @@ mod tests {
         let err = TokenServiceConfig::load_or_generate_with(&dir, bad_max).unwrap_err();
         assert!(err.to_string().contains(ENV_MAX_TOKENS_PER_OWNER), "{err}");
         assert!(!err.to_string().contains(SECRETS_FILE_NAME), "{err}");
+    }
+
+    #[cfg(feature = "fs")]
+    #[test]
+    fn no_new_key_beside_existing_tokens() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(crate::store::file::LOG_FILE_NAME), b"tokens").unwrap();
+        let err = TokenServiceConfig::load_or_generate_with(tmp.path(), |_| None).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(SECRETS_FILE_NAME) && text.contains("is missing"),
+            "{text}"
+        );
+        assert!(text.contains(ENV_SIGNING_KEY), "{text}");
+        assert!(!tmp.path().join(SECRETS_FILE_NAME).exists());
+        // The environment still works for such a directory.
+        let env = |name: &str| match name {
+            ENV_SIGNING_KEY => Some(KEY.to_owned()),
+            ENV_SALT => Some("s".to_owned()),
+            _ => None,
+        };
+        assert!(TokenServiceConfig::load_or_generate_with(tmp.path(), env).is_ok());
     }
 
     #[cfg(feature = "fs")]
