@@ -235,13 +235,15 @@ impl TokenServiceConfig {
         if let Some(issuer) = lookup(ENV_ISSUER) {
             config = config.with_issuer(issuer)?;
         }
+        // Spring's boolean words, as DataHub reads its settings; empty is unset.
+        let is = |v: &str, words: [&str; 4]| words.iter().any(|w| v.eq_ignore_ascii_case(w));
         let allow_no_expiry = match lookup(ENV_ALLOW_NO_EXPIRY).as_deref().map(str::trim) {
-            None => false,
-            Some(v) if v.eq_ignore_ascii_case("true") => true,
-            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            None | Some("") => false,
+            Some(v) if is(v, ["true", "on", "yes", "1"]) => true,
+            Some(v) if is(v, ["false", "off", "no", "0"]) => false,
             Some(v) => {
                 return Err(Error::Config(format!(
-                    "{ENV_ALLOW_NO_EXPIRY} must be true or false (got {v:?})"
+                    "{ENV_ALLOW_NO_EXPIRY} must be true or false (or on/off, yes/no, 1/0; got {v:?})"
                 )))
             }
         };
@@ -664,12 +666,24 @@ mod tests {
         let defaults = from(&[(ENV_SIGNING_KEY, KEY), (ENV_SALT, "salt")]).unwrap();
         assert_eq!(defaults.issuer(), DEFAULT_ISSUER);
         assert_eq!(defaults.duration_policy(), &DurationPolicy::default());
-        assert!(from(&[
-            (ENV_SIGNING_KEY, KEY),
-            (ENV_SALT, "s"),
-            (ENV_ALLOW_NO_EXPIRY, "yes")
-        ])
-        .is_err());
+        let allows = |v: &str| {
+            from(&[(ENV_SIGNING_KEY, KEY), (ENV_SALT, "s"), (ENV_ALLOW_NO_EXPIRY, v)])
+                .map(|c| c.duration_policy().allow_no_expiry())
+                .map_err(|e| e.to_string())
+        };
+        for v in ["true", "On", "YES", " 1 "] {
+            assert_eq!(allows(v), Ok(true), "{v:?}");
+        }
+        for v in ["false", "off", "No", "0", ""] {
+            assert_eq!(allows(v), Ok(false), "{v:?}");
+        }
+        for v in ["y", "2", "enabled"] {
+            let err = allows(v).unwrap_err();
+            assert!(
+                err.contains(ENV_ALLOW_NO_EXPIRY) && err.contains(&format!("{v:?}")),
+                "{err}"
+            );
+        }
         assert!(from(&[
             (ENV_SIGNING_KEY, KEY),
             (ENV_SALT, "s"),
