@@ -74,6 +74,13 @@ pub(crate) async fn post_graphql(
             "The request body is empty; send a JSON object such as {\"query\": \"{ ... }\", \"variables\": {}}.",
         );
     }
+    // serde would also read the struct from an array (`["{ x }"]`); DataHub
+    // finds no `query` in one.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return bad_request(
+            "The request body is a JSON array: batched requests are not supported; send one JSON object.",
+        );
+    }
     // The first JSON value only, what follows it unread: DataHub's Jackson
     // `readTree` reads so, and the seed page's revoke example ends with one
     // `}` too many.
