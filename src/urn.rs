@@ -21,12 +21,19 @@ pub(crate) const CORP_USER: &str = "corpuser";
 ///
 /// Clones share the text, so the many records naming one user can share
 /// one copy of its urn.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Urn {
     text: Arc<str>,
     // Byte offset of the `:` between entity type and id.
     type_end: usize,
+}
+
+/// `Urn("urn:li:corpuser:datahub")`: the text is all there is to see.
+impl fmt::Debug for Urn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Urn").field(&&*self.text).finish()
+    }
 }
 
 impl Urn {
@@ -176,6 +183,7 @@ mod tests {
             Urn::parse("urn:li:dataset:(urn:li:x:y,z)").unwrap().id(),
             "(urn:li:x:y,z)"
         );
+        assert_eq!(format!("{urn:?}"), r#"Urn("urn:li:corpuser:jdoe@example.com")"#);
     }
 
     #[test]
