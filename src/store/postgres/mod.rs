@@ -198,8 +198,14 @@ pub struct CacheStats {
 ///   store opens, a write of one statement runs on its own; elsewhere in a
 ///   transaction, two round trips more.
 ///
-/// Clones share the pool, the cache and the listener. Create it inside a
-/// Tokio runtime; dropping the last clone stops the listener.
+/// Clones share the pool, the cache and the listener; dropping the last
+/// clone stops the listener.
+///
+/// # Panics
+///
+/// The constructors spawn the listener task and time their statements
+/// with Tokio: awaited outside a Tokio runtime, or in one built without
+/// its time driver (`enable_time`), they panic.
 ///
 /// ```no_run
 /// use datahub_access_tokens::store::postgres::{PostgresStoreOptions, PostgresTokenStore};
