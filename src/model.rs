@@ -236,6 +236,27 @@ impl CreateAccessTokenInput {
         }
     }
 
+    /// A personal token request for `actor_urn` with an ISO-8601 lifetime
+    /// such as `P14D` (checked against the duration policy on create).
+    ///
+    /// ```
+    /// use datahub_access_tokens::CreateAccessTokenInput;
+    ///
+    /// let input = CreateAccessTokenInput::personal_iso("urn:li:corpuser:datahub", "ci", "P14D");
+    /// assert_eq!((input.duration, input.duration_iso.as_deref()), (None, Some("P14D")));
+    /// ```
+    pub fn personal_iso(
+        actor_urn: impl Into<String>,
+        name: impl Into<String>,
+        duration_iso: impl Into<String>,
+    ) -> Self {
+        CreateAccessTokenInput {
+            duration: None,
+            duration_iso: Some(duration_iso.into()),
+            ..Self::personal(actor_urn, name, AccessTokenDuration::OneHour)
+        }
+    }
+
     /// Sets the description.
     pub fn with_description(mut self, description: impl Into<String>) -> Self {
         self.description = Some(description.into());

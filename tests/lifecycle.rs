@@ -206,11 +206,7 @@ async fn iso_durations_set_the_expiry() {
         ("p30d", 30 * DAY_MS),
         ("P1Y", 365 * DAY_MS),
     ] {
-        let input = datahub_access_tokens::CreateAccessTokenInput {
-            duration: None,
-            duration_iso: Some(iso.into()),
-            ..datahub_access_tokens::CreateAccessTokenInput::personal(ALICE, iso, AccessTokenDuration::OneDay)
-        };
+        let input = datahub_access_tokens::CreateAccessTokenInput::personal_iso(ALICE, iso, iso);
         let created = f.service.create_access_token(&user(ALICE), input).await.unwrap();
         assert_eq!(created.metadata.unwrap().expires_at, Some(T0 + ms), "{iso}");
     }
