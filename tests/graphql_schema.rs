@@ -6,7 +6,9 @@ mod support_store;
 use std::sync::Arc;
 
 use async_graphql::{Request, Variables};
-use datahub_access_tokens::graphql::{schema, AccessTokenSchema, Caller, MAX_QUERY_DEPTH, MAX_QUERY_FIELDS};
+use datahub_access_tokens::graphql::{
+    schema, schema_builder, AccessTokenSchema, Caller, MAX_QUERY_DEPTH, MAX_QUERY_FIELDS,
+};
 use datahub_access_tokens::store::MAX_COUNT;
 use datahub_access_tokens::{
     DataHubTokenService, DurationPolicy, MemoryTokenStore, Policies, TokenServiceConfig, Urn,
@@ -529,6 +531,36 @@ async fn fragments_and_aliases_cannot_multiply_the_work() {
     let response = run(&schema, "datahub", INTROSPECTION_QUERY, json!({})).await;
     assert!(response.get("errors").is_none(), "{response}");
     assert!(response["data"]["__schema"]["types"].as_array().unwrap().len() > 10);
+}
+
+#[tokio::test]
+async fn a_schema_from_the_builder_keeps_the_guards_and_takes_more() {
+    let service = Arc::new(DataHubTokenService::new(
+        TokenServiceConfig::generate().unwrap(),
+        MemoryTokenStore::new(),
+        Policies::datahub_defaults(),
+    ));
+    // A user's own, tighter limit on top.
+    let schema = schema_builder(service).limit_depth(2).finish();
+    let deep = "{ listAccessTokens(input: {}) { tokens { name } } }";
+    let response = run(&schema, "datahub", deep, json!({})).await;
+    assert!(first_error(&response).0.contains("nested too deep"), "{response}");
+    // DataHub's errors and the field count are still there.
+    let response = run(
+        &schema,
+        "datahub",
+        "{ listAccessTokens(input: {}) { total } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(response["data"]["listAccessTokens"]["total"], 0, "{response}");
+    let fragments: String = (1..=30)
+        .map(|n| format!("fragment F{n} on Query {{ ...F{m} ...F{m} }}\n", m = n - 1))
+        .collect();
+    let doubling = format!("query {{ ...F30 }}\nfragment F0 on Query {{ __typename }}\n{fragments}");
+    let response = run(&schema, "datahub", &doubling, json!({})).await;
+    assert_eq!(first_error(&response).1, 400, "{response}");
+    assert!(first_error(&response).0.contains("fields once"), "{response}");
 }
 
 #[tokio::test]

@@ -91,11 +91,21 @@ pub struct Caller(pub Urn);
 
 /// The schema of DataHub's token API, resolving over `service`.
 pub fn schema(service: Arc<dyn TokenService>) -> AccessTokenSchema {
+    schema_builder(service).finish()
+}
+
+/// The builder of [`schema`], for adding extensions, data or tighter limits
+/// of your own before `finish()`. It already holds `service`, DataHub's
+/// error shape and the limits above (the field count among them, which
+/// guards against fragments that multiply work); a schema built from
+/// [`QueryRoot`] and [`MutationRoot`] alone would lack them.
+pub fn schema_builder(
+    service: Arc<dyn TokenService>,
+) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
     Schema::build(QueryRoot, MutationRoot, EmptySubscription)
         .data(service)
         .extension(extension::RequestErrorsFactory)
         .limit_depth(MAX_QUERY_DEPTH)
         .limit_recursive_depth(MAX_QUERY_DEPTH)
         .limit_complexity(MAX_QUERY_COMPLEXITY)
-        .finish()
 }
