@@ -17,7 +17,8 @@ pub const ENV_PREVIOUS_SIGNING_KEYS: &str = "DATAHUB_TOKEN_SERVICE_PREVIOUS_SIGN
 pub const ENV_SALT: &str = "DATAHUB_TOKEN_SERVICE_SALT";
 /// Environment variable holding the issuer (`iss` claim).
 pub const ENV_ISSUER: &str = "DATAHUB_TOKEN_SERVICE_ISSUER";
-/// Environment variable allowing never-expiring tokens (`true`/`false`).
+/// Environment variable allowing never-expiring tokens: `true`/`false`, or
+/// Spring's `on`/`off`, `yes`/`no`, `1`/`0` (any case); empty is unset.
 pub const ENV_ALLOW_NO_EXPIRY: &str = "ACCESS_TOKEN_ALLOW_NO_EXPIRY";
 /// Environment variable listing allowed durations (ISO-8601, comma separated).
 pub const ENV_ALLOWED_DURATIONS: &str = "ACCESS_TOKEN_ALLOWED_DURATIONS";
@@ -95,10 +96,6 @@ fn check_secrets(signing_key: &str, salt: &str) -> Result<()> {
     Ok(())
 }
 
-fn is_public_default(signing_key: &str, salt: &str) -> bool {
-    signing_key == DATAHUB_DEFAULT_SIGNING_KEY || salt == DATAHUB_DEFAULT_SALT
-}
-
 /// A string that must not reach logs: `Debug` prints `<redacted>`.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Secret(String);
@@ -141,11 +138,16 @@ impl TokenServiceConfig {
     pub fn new(signing_key: impl Into<String>, salt: impl Into<String>) -> Result<Self> {
         let (signing_key, salt) = (signing_key.into(), salt.into());
         check_secrets(&signing_key, &salt)?;
-        if is_public_default(&signing_key, &salt) {
+        if signing_key == DATAHUB_DEFAULT_SIGNING_KEY {
             tracing::warn!(
-                "INSECURE: the signing key or salt is DataHub's published default, so anyone can \
-                 mint tokens this service accepts; set {ENV_SIGNING_KEY} and {ENV_SALT} to secrets \
-                 of your own"
+                "INSECURE: the signing key ({ENV_SIGNING_KEY}) is DataHub's published default, so \
+                 anyone can mint tokens this service accepts; use a secret of your own"
+            );
+        }
+        if salt == DATAHUB_DEFAULT_SALT {
+            tracing::warn!(
+                "INSECURE: the salt ({ENV_SALT}) is DataHub's published default, so anyone holding \
+                 a token can work out its id; use a secret of your own"
             );
         }
         Ok(TokenServiceConfig {
@@ -161,12 +163,18 @@ impl TokenServiceConfig {
         })
     }
 
-    /// Whether the signing key or salt is DataHub's published default
-    /// (see [`insecure_datahub_defaults`](Self::insecure_datahub_defaults)),
-    /// with which anyone can mint tokens this service accepts. Such settings
-    /// are logged as a warning when made; a production service may refuse them.
+    /// Whether the signing key, a previous signing key or the salt is
+    /// DataHub's published default (see
+    /// [`insecure_datahub_defaults`](Self::insecure_datahub_defaults)): with
+    /// such a key anyone can mint tokens this service accepts. Each is logged
+    /// as a warning when set; a production service may refuse them.
     pub fn uses_public_defaults(&self) -> bool {
-        is_public_default(self.signing_key.expose(), self.salt.expose())
+        self.signing_key.expose() == DATAHUB_DEFAULT_SIGNING_KEY
+            || self.salt.expose() == DATAHUB_DEFAULT_SALT
+            || self
+                .previous_signing_keys
+                .iter()
+                .any(|k| k.expose() == DATAHUB_DEFAULT_SIGNING_KEY)
     }
 
     /// Settings with a fresh random key and salt (32 random bytes each, in
@@ -292,6 +300,14 @@ impl TokenServiceConfig {
                     "previous signing key #{} is the current signing key",
                     i + 1
                 )));
+            }
+            if key == DATAHUB_DEFAULT_SIGNING_KEY {
+                tracing::warn!(
+                    "INSECURE: previous signing key #{} ({ENV_PREVIOUS_SIGNING_KEYS}) is DataHub's \
+                     published default, so anyone can mint tokens this service accepts; drop it \
+                     once the tokens it signed are replaced",
+                    i + 1
+                );
             }
             previous.push(Secret(key));
         }
@@ -501,8 +517,8 @@ fn load_or_create_secrets(dir: &std::path::Path) -> Result<SecretsFile> {
     let log = dir.join(crate::store::file::LOG_FILE_NAME);
     if log.exists() {
         return Err(Error::Config(format!(
-            "{} is missing, but {} holds tokens signed with the key it held: a new key would make \
-             them all invalid. Restore the file, or set {ENV_SIGNING_KEY} and {ENV_SALT}",
+            "{} is missing, but {} may hold tokens signed with the key it held: a new key would \
+             make them all invalid. Restore the file, or set {ENV_SIGNING_KEY} and {ENV_SALT}",
             path.display(),
             log.display()
         )));
@@ -570,21 +586,43 @@ mod tests {
     #[test]
     fn datahubs_public_defaults_are_flagged_loudly() {
         let public = [
-            (DATAHUB_DEFAULT_SIGNING_KEY, "our own salt"),
-            (KEY, DATAHUB_DEFAULT_SALT),
-            (DATAHUB_DEFAULT_SIGNING_KEY, DATAHUB_DEFAULT_SALT),
+            (
+                DATAHUB_DEFAULT_SIGNING_KEY,
+                "our own salt",
+                &[ENV_SIGNING_KEY][..],
+            ),
+            (KEY, DATAHUB_DEFAULT_SALT, &[ENV_SALT]),
+            (
+                DATAHUB_DEFAULT_SIGNING_KEY,
+                DATAHUB_DEFAULT_SALT,
+                &[ENV_SIGNING_KEY, ENV_SALT],
+            ),
         ];
-        for (key, salt) in public {
+        for (key, salt, named) in public {
             let mut config = None;
             let warnings = warnings_of(|| config = Some(TokenServiceConfig::new(key, salt).unwrap()));
             assert!(config.unwrap().uses_public_defaults());
-            assert!(
-                warnings.contains("WARN") && warnings.contains("INSECURE"),
-                "{warnings}"
-            );
+            assert_eq!(warnings.matches("WARN").count(), named.len(), "{warnings}");
+            assert!(named.iter().all(|name| warnings.contains(name)), "{warnings}");
             // Named, never printed.
             assert!(!warnings.contains(key) && !warnings.contains(salt), "{warnings}");
         }
+        // A previous key too: a deployment moving off the defaults keeps
+        // accepting forged tokens while it lists the old key.
+        let mut config = None;
+        let warnings = warnings_of(|| {
+            let own = TokenServiceConfig::new(KEY, "our own salt").unwrap();
+            config = Some(
+                own.with_previous_signing_keys([DATAHUB_DEFAULT_SIGNING_KEY])
+                    .unwrap(),
+            );
+        });
+        assert!(config.unwrap().uses_public_defaults());
+        assert!(
+            warnings.contains("INSECURE") && warnings.contains("previous signing key #1"),
+            "{warnings}"
+        );
+        assert!(!warnings.contains(DATAHUB_DEFAULT_SIGNING_KEY), "{warnings}");
         assert!(TokenServiceConfig::insecure_datahub_defaults().uses_public_defaults());
         let vars = [
             (ENV_SIGNING_KEY, DATAHUB_DEFAULT_SIGNING_KEY),
