@@ -98,6 +98,16 @@ bad_urn() { # bad_urn OPTION ARGS...: create ARGS fails naming OPTION and the ba
 check "a bad --actor is named as such" bad_urn --actor --actor datahub
 check "a bad --actor is named with --owner given" bad_urn --actor --actor datahub --owner urn:li:corpuser:x
 check "a bad --owner is named as such" bad_urn --owner --actor urn:li:corpuser:x --owner datahub
+not_a_user() { # not_a_user OPTION URN ARGS...: create ARGS fails naming OPTION and URN as no user
+  local option=$1 urn=$2
+  shift 2
+  ! ctl create --name n --duration ONE_DAY "$@" 2>"$work/urn" \
+    && grep -qF "tokenctl: error: $option: \"$urn\" is not a user urn" "$work/urn"
+}
+check "a group --actor is named as no user" not_a_user --actor urn:li:corpGroup:x --actor urn:li:corpGroup:x
+check "a group --owner is named as no user" not_a_user --owner urn:li:corpGroup:admins --actor urn:li:corpuser:x --owner urn:li:corpGroup:admins
+check "a padded --owner is named as no user" not_a_user --owner "urn:li:corpuser: bob" --actor urn:li:corpuser:x --owner "urn:li:corpuser: bob"
+check "DataHub's public key is flagged" bash -c "DATAHUB_TOKEN_SERVICE_SIGNING_KEY='WnEdIeTG/VVCLQqGwC/BAkqyY0k+H8NEAtWGejrBI94=' DATAHUB_TOKEN_SERVICE_SALT=own '$bin' --data-dir '$work/public' create --actor urn:li:corpuser:x --name n --duration ONE_DAY 2>'$work/public.err' >/dev/null && grep -q 'WARN INSECURE: the signing key (DATAHUB_TOKEN_SERVICE_SIGNING_KEY)' '$work/public.err'"
 check "a duration is required" bash -c "! '$bin' --data-dir '$data' create --actor urn:li:corpuser:x --name n 2>/dev/null"
 check "a forged token is refused" bash -c "! '$bin' --data-dir '$data' validate 'eyJhbGciOiJIUzI1NiJ9.e30.AAAA' 2>/dev/null"
 

@@ -146,6 +146,15 @@ fn parse_duration(text: &str) -> Result<AccessTokenDuration, String> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    // The library's warnings (such as DataHub's public key in use) on
+    // standard error.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_max_level(tracing::Level::WARN)
+        .without_time()
+        .with_target(false)
+        .init();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -255,8 +264,17 @@ async fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
     if purging && output.is_ok() {
         store.compact().await?;
     }
-    store.close().await?;
-    finish(output?)
+    // A failed close must not hide what the command did.
+    match (output, store.close().await) {
+        (Ok(outcome), Ok(())) => finish(outcome),
+        (Ok(Outcome::Printed), Err(e)) => Err(format!(
+            "closing the token store failed ({e}); the new token printed above was created and is live"
+        )
+        .into()),
+        (Ok(Outcome::Print(_)), Err(e)) => Err(e.into()),
+        (Err(error), Ok(())) => Err(error),
+        (Err(error), Err(e)) => Err(format!("{error}; closing the token store failed too ({e})").into()),
+    }
 }
 
 /// Fails unless `dir` holds what the command needs that only `create` may
@@ -293,6 +311,17 @@ fn finish(outcome: Outcome) -> Result<(), Box<dyn Error>> {
     }
 }
 
+/// `text` as a user's urn (only users hold tokens); errors name `option`.
+fn user_urn(option: &str, text: &str) -> Result<Urn, String> {
+    let urn = Urn::parse(text).map_err(|e| format!("{option}: {e}"))?;
+    if !urn.is_corp_user() || urn.id().trim() != urn.id() {
+        return Err(format!(
+            "{option}: {text:?} is not a user urn (urn:li:corpuser:<id>, no spaces around the id)"
+        ));
+    }
+    Ok(urn)
+}
+
 /// A service in which `operator` may do anything: the tool holds the key and
 /// the store, so a policy could not stop its user anyway.
 fn service(
@@ -313,9 +342,9 @@ async fn execute(
     Ok(Outcome::Print(match command {
         Command::Create(args) => {
             // Errors name the option given (the owner defaults to the actor).
-            let actor = Urn::parse(&args.actor).map_err(|e| format!("--actor: {e}"))?;
+            let actor = user_urn("--actor", &args.actor)?;
             let owner = match &args.owner {
-                Some(owner) => Urn::parse(owner).map_err(|e| format!("--owner: {e}"))?,
+                Some(owner) => user_urn("--owner", owner)?,
                 None => actor,
             };
             let input = CreateAccessTokenInput {
