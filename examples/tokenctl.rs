@@ -383,10 +383,10 @@ async fn execute(
             serde_json::to_value(&listed)?
         }
         Command::Revoke { token_id } => {
-            let revoked = service(config, store, &operator)?
+            service(config, store, &operator)?
                 .revoke_access_token(&operator, &token_id)
                 .await?;
-            json!(revoked)
+            json!(true) // GraphQL's answer
         }
         Command::Rotate { token_id, duration } => {
             let service = service(config, store, &operator)?;

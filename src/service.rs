@@ -90,10 +90,10 @@ pub trait TokenService: Debug + Send + Sync + 'static {
         input: &ListAccessTokenInput,
     ) -> Result<ListAccessTokenResult>;
 
-    /// Revokes (deletes) a token by id; `Ok(true)` on success. A missing
-    /// token is [`Error::NotFound`] to a manager and, as in DataHub,
+    /// Revokes (deletes) a token by id. A missing token is
+    /// [`Error::NotFound`] to a manager and, as in DataHub,
     /// [`Error::Unauthorized`] to anyone else (they own no such token).
-    async fn revoke_access_token(&self, caller: &Urn, token_id: &str) -> Result<bool>;
+    async fn revoke_access_token(&self, caller: &Urn, token_id: &str) -> Result<()>;
 
     /// Replaces a token by a new one with the same actor, owner, name and
     /// description, in one atomic step: the old token stops validating
@@ -171,7 +171,7 @@ macro_rules! forward_token_service {
                 &'s self,
                 caller: &'a Urn,
                 token_id: &'i str,
-            ) -> BoxFuture<'f, Result<bool>>
+            ) -> BoxFuture<'f, Result<()>>
             where
                 's: 'f,
                 'a: 'f,
@@ -512,7 +512,7 @@ impl TokenService for DataHubTokenService {
         })
     }
 
-    async fn revoke_access_token(&self, caller: &Urn, token_id: &str) -> Result<bool> {
+    async fn revoke_access_token(&self, caller: &Urn, token_id: &str) -> Result<()> {
         check_token_id(token_id)?;
         if !self.can_manage(caller).await? {
             // As DataHub: only the owner may, and a missing token has none, so
@@ -524,7 +524,7 @@ impl TokenService for DataHubTokenService {
         }
         if self.store.delete(token_id).await? {
             self.audit(AuditEventKind::Revoked, Some(caller), Some(token_id));
-            Ok(true)
+            Ok(())
         } else {
             Err(Error::NotFound)
         }

@@ -22,7 +22,7 @@ impl TokenService for FakeService {
     async fn list_access_tokens(&self, _: &Urn, _: &ListAccessTokenInput) -> Result<ListAccessTokenResult> {
         Err(Error::Unauthorized)
     }
-    async fn revoke_access_token(&self, _: &Urn, _: &str) -> Result<bool> {
+    async fn revoke_access_token(&self, _: &Urn, _: &str) -> Result<()> {
         Err(Error::Unauthorized)
     }
     async fn rotate_access_token(

@@ -96,12 +96,14 @@ impl MutationRoot {
         }
     }
 
-    /// Revokes a token by id; true on success.
+    /// Revokes a token by id; true on success (DataHub's answer: its
+    /// errors are the only other outcome).
     async fn revoke_access_token(&self, ctx: &Context<'_>, token_id: String) -> async_graphql::Result<bool> {
         let (service, caller) = service_and_caller(ctx)?;
         service
             .revoke_access_token(caller, &token_id)
             .await
+            .map(|()| true)
             .map_err(resolver_error)
     }
     /// Beyond DataHub: replaces a token by a new one with the same actor,

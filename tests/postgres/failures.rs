@@ -71,7 +71,7 @@ pub async fn connections_killed_mid_run(url: String) {
         let doomed: Vec<_> = tokens.iter().step_by(2).cloned().collect();
         tokio::spawn(async move {
             for (token, id) in doomed {
-                assert!(b.revoke_access_token(&alice, &id).await.expect("revoke on B"));
+                b.revoke_access_token(&alice, &id).await.expect("revoke on B");
                 revoked_at.lock().unwrap().insert(token, Instant::now());
                 tokio::time::sleep(Duration::from_millis(4)).await;
             }
@@ -335,10 +335,9 @@ pub async fn a_stuck_owner_lock_does_not_drain_the_pool(url: String) {
         waiting == 0
     })
     .await;
-    assert!(
-        a.revoke_access_token(&bob, &bobs).await.unwrap(),
-        "another owner's revoke"
-    );
+    a.revoke_access_token(&bob, &bobs)
+        .await
+        .expect("another owner's revoke");
     create(&a, &bob, 1).await.expect("another owner's create");
     sqlx::query("SELECT pg_advisory_unlock_all()")
         .execute(&mut *holder)
