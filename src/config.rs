@@ -301,15 +301,19 @@ impl TokenServiceConfig {
                     i + 1
                 )));
             }
-            if key == DATAHUB_DEFAULT_SIGNING_KEY {
-                tracing::warn!(
-                    "INSECURE: previous signing key #{} ({ENV_PREVIOUS_SIGNING_KEYS}) is DataHub's \
-                     published default, so anyone can mint tokens this service accepts; drop it \
-                     once the tokens it signed are replaced",
-                    i + 1
-                );
-            }
             previous.push(Secret(key));
+        }
+        // Once, and only for settings that are kept.
+        if let Some(i) = previous
+            .iter()
+            .position(|k| k.expose() == DATAHUB_DEFAULT_SIGNING_KEY)
+        {
+            tracing::warn!(
+                "INSECURE: previous signing key #{} ({ENV_PREVIOUS_SIGNING_KEYS}) is DataHub's \
+                 published default, so anyone can mint tokens this service accepts; drop it once \
+                 the tokens it signed are replaced",
+                i + 1
+            );
         }
         self.previous_signing_keys = previous;
         Ok(self)
@@ -618,10 +622,21 @@ mod tests {
             );
         });
         assert!(config.unwrap().uses_public_defaults());
+        assert_eq!(warnings.matches("WARN").count(), 1, "{warnings}");
         assert!(
             warnings.contains("INSECURE") && warnings.contains("previous signing key #1"),
             "{warnings}"
         );
+        // Listed twice, it still warns once; refused settings do not warn.
+        let warnings = warnings_of(|| {
+            let own = TokenServiceConfig::new(KEY, "our own salt").unwrap();
+            let twice = [DATAHUB_DEFAULT_SIGNING_KEY; 2];
+            assert!(own.clone().with_previous_signing_keys(twice).is_ok());
+            assert!(own
+                .with_previous_signing_keys([DATAHUB_DEFAULT_SIGNING_KEY, "short"])
+                .is_err());
+        });
+        assert_eq!(warnings.matches("WARN").count(), 1, "{warnings}");
         assert!(!warnings.contains(DATAHUB_DEFAULT_SIGNING_KEY), "{warnings}");
         assert!(TokenServiceConfig::insecure_datahub_defaults().uses_public_defaults());
         let vars = [
