@@ -51,6 +51,9 @@ check "list into a closed pipe ends quietly" test "$(gone_reader list)/$(wc -c <
 check "other write errors are reported" bash -c "'$bin' --data-dir '$data' list >/dev/full 2>'$work/full'; test \$? = 1 \
   && grep -q 'writing the result to standard output: No space left' '$work/full'"
 check "a lost standard error is no panic" bash -c "'$bin' --data-dir '$data' revoke nope 2>/dev/full; test \$? = 1"
+check "a lost standard error is no panic, warnings and audit events either" bash -c "'$bin' --data-dir '$data' validate 'eyJhbGciOiJIUzI1NiJ9.e30.AAAA' 2>/dev/full; test \$? = 1"
+check "a lost standard error is no panic with DataHub's key" bash -c "DATAHUB_TOKEN_SERVICE_SIGNING_KEY='WnEdIeTG/VVCLQqGwC/BAkqyY0k+H8NEAtWGejrBI94=' DATAHUB_TOKEN_SERVICE_SALT=own '$bin' --data-dir '$work/public2' create --actor urn:li:corpuser:x --name n --duration ONE_DAY >/dev/null 2>/dev/full"
+check "audit events are not printed" bash -c "'$bin' --data-dir '$data' validate 'eyJhbGciOiJIUzI1NiJ9.e30.AAAA' 2>'$work/audit'; test \$? = 1 && ! grep -q VALIDATION_FAILED '$work/audit' && grep -q 'tokenctl: error' '$work/audit'"
 # A new token nobody received is revoked, and its id named.
 lost_create() {
   ctl create --actor urn:li:corpuser:dave --name lost --duration ONE_DAY >/dev/full 2>"$work/lost"

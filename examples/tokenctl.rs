@@ -147,13 +147,22 @@ fn parse_duration(text: &str) -> Result<AccessTokenDuration, String> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     // The library's warnings (such as DataHub's public key in use) on
-    // standard error.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_max_level(tracing::Level::WARN)
-        .without_time()
-        .with_target(false)
+    // standard error; not its audit events, which the output already tells,
+    // and nothing (no panic) when standard error is gone.
+    use tracing_subscriber::prelude::*;
+    let warnings = tracing_subscriber::filter::filter_fn(|event| {
+        *event.level() <= tracing::Level::WARN && event.target() != "datahub_access_tokens::audit"
+    });
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .without_time()
+                .with_target(false)
+                .log_internal_errors(false)
+                .with_filter(warnings),
+        )
         .init();
     let cli = Cli::parse();
     match run(cli).await {
@@ -268,13 +277,34 @@ async fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
     match (output, store.close().await) {
         (Ok(outcome), Ok(())) => finish(outcome),
         (Ok(Outcome::Printed), Err(e)) => Err(format!(
-            "closing the token store failed ({e}); the new token printed above was created and is live"
+            "closing the token store failed ({}); the new token printed above was created and is live",
+            with_causes(&e)
         )
         .into()),
         (Ok(Outcome::Print(_)), Err(e)) => Err(e.into()),
         (Err(error), Ok(())) => Err(error),
-        (Err(error), Err(e)) => Err(format!("{error}; closing the token store failed too ({e})").into()),
+        (Err(error), Err(e)) => Err(format!(
+            "{}; closing the token store failed too ({})",
+            with_causes(&*error),
+            with_causes(&e)
+        )
+        .into()),
     }
+}
+
+/// `error` and the causes its own text does not already say, in one line:
+/// for messages that join two errors, whose causes would otherwise be lost.
+fn with_causes(error: &(dyn Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Fails unless `dir` holds what the command needs that only `create` may
