@@ -146,7 +146,7 @@ impl TryFrom<UncheckedPolicies> for Policies {
 /// Privileges are checked for the calling user's urn exactly: a grant to
 /// any other urn would silently grant nothing.
 fn check_actor(actor: &Urn) -> std::result::Result<(), String> {
-    if !actor.is_corp_user() || crate::urn::is_padded(actor.id()) {
+    if !actor.is_user() {
         return Err(format!(
             "actor {:?} is not a user urn (urn:li:corpuser:<id>, no spaces around it); \
              only users are granted privileges here",

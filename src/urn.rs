@@ -118,6 +118,21 @@ impl Urn {
         self.entity_type() == CORP_USER
     }
 
+    /// Whether this urn can be a caller: a user urn whose id has no white
+    /// space at either end (DataHub would read such an id as another user).
+    /// Only such urns act, own tokens or hold privileges.
+    ///
+    /// ```
+    /// use datahub_access_tokens::Urn;
+    ///
+    /// assert!(Urn::parse("urn:li:corpuser:alice").unwrap().is_user());
+    /// assert!(!Urn::parse("urn:li:corpuser: alice").unwrap().is_user());
+    /// assert!(!Urn::parse("urn:li:corpGroup:admins").unwrap().is_user());
+    /// ```
+    pub fn is_user(&self) -> bool {
+        self.is_corp_user() && !is_padded(self.id())
+    }
+
     /// The whole urn.
     pub fn as_str(&self) -> &str {
         &self.text
