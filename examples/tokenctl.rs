@@ -170,18 +170,9 @@ async fn main() -> ExitCode {
         Err(error) => {
             // Standard error may be gone too: then there is nobody to tell.
             let mut err = std::io::stderr().lock();
-            let mut shown = error.to_string();
-            let _ = writeln!(err, "tokenctl: error: {shown}");
-            let mut source = error.source();
-            while let Some(cause) = source {
-                // Many errors repeat their cause's text ("token storage failed: X" over X).
-                let text = cause.to_string();
-                if !shown.contains(&text) {
-                    let _ = writeln!(err, "  caused by: {text}");
-                    shown.push('\n');
-                    shown.push_str(&text);
-                }
-                source = cause.source();
+            let _ = writeln!(err, "tokenctl: error: {error}");
+            for cause in new_causes(&*error) {
+                let _ = writeln!(err, "  caused by: {cause}");
             }
             ExitCode::FAILURE
         }
@@ -292,19 +283,33 @@ async fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
     }
 }
 
-/// `error` and the causes its own text does not already say, in one line:
-/// for messages that join two errors, whose causes would otherwise be lost.
+/// `error` and its causes in one line: for messages that join two errors,
+/// whose causes would otherwise be lost.
 fn with_causes(error: &(dyn Error + 'static)) -> String {
     let mut text = error.to_string();
+    for cause in new_causes(error) {
+        text = format!("{text}: {cause}");
+    }
+    text
+}
+
+/// The texts of `error`'s causes that neither it nor an earlier cause
+/// already says: many errors repeat their cause ("token storage failed: X"
+/// over X).
+fn new_causes(error: &(dyn Error + 'static)) -> Vec<String> {
+    let mut shown = error.to_string();
+    let mut causes = Vec::new();
     let mut source = error.source();
     while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
+        let text = cause.to_string();
+        if !shown.contains(&text) {
+            shown.push('\n');
+            shown.push_str(&text);
+            causes.push(text);
         }
         source = cause.source();
     }
-    text
+    causes
 }
 
 /// Fails unless `dir` holds what the command needs that only `create` may
@@ -344,7 +349,7 @@ fn finish(outcome: Outcome) -> Result<(), Box<dyn Error>> {
 /// `text` as a user's urn (only users hold tokens); errors name `option`.
 fn user_urn(option: &str, text: &str) -> Result<Urn, String> {
     let urn = Urn::parse(text).map_err(|e| format!("{option}: {e}"))?;
-    if !urn.is_corp_user() || urn.id().trim() != urn.id() {
+    if !urn.is_user() {
         return Err(format!(
             "{option}: {text:?} is not a user urn (urn:li:corpuser:<id>, no spaces around the id)"
         ));
