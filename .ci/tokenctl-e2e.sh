@@ -188,6 +188,12 @@ if [ -n "${DATAHUB_TOKENS_TEST_POSTGRES_URL:-}" ]; then
   check "postgres: no key file and no key set is refused" bash -c "! '$bin' --data-dir '$work/pg-nokey' --postgres-url '$DATAHUB_TOKENS_TEST_POSTGRES_URL' \
     --postgres-schema '$schema' list 2>'$work/pgerr' && grep -q 'no key file $work/pg-nokey/token-service-secrets.json (create a token first' '$work/pgerr' \
     && test ! -e '$work/pg-nokey'"
+  pg create --actor urn:li:corpuser:datahub --name kept --duration ONE_DAY >/dev/null
+  check "postgres: create with the key file lost, while the database holds tokens, is refused" bash -c "! '$bin' \
+    --data-dir '$work/pg-lost' --postgres-url '$DATAHUB_TOKENS_TEST_POSTGRES_URL' --postgres-schema '$schema' \
+    create --actor urn:li:corpuser:datahub --name again --duration ONE_DAY 2>'$work/pgerr' \
+    && grep -q 'pg-lost/token-service-secrets.json is missing, but the token store holds tokens (1)' '$work/pgerr' \
+    && test ! -e '$work/pg-lost/token-service-secrets.json'"
   PGOPTIONS=--client-min-messages=warning psql "$DATAHUB_TOKENS_TEST_POSTGRES_URL" -qc "DROP SCHEMA IF EXISTS \"$schema\" CASCADE"
 else
   echo "tokenctl e2e on PostgreSQL NOT RUN: DATAHUB_TOKENS_TEST_POSTGRES_URL is not set"

@@ -273,7 +273,6 @@ impl StopSignals {
 
 /// Binds, opens the store, builds the app and starts serving in the background.
 pub async fn start(options: Options) -> Result<Server, Box<dyn Error>> {
-    let config = TokenServiceConfig::load_or_generate_in(&options.data_dir)?;
     // Read and bind before the store is opened: a bad file or a taken port
     // then leaves no store to close (dropped unclosed, a file store lets go
     // of its lock only later).
@@ -290,6 +289,17 @@ pub async fn start(options: Options) -> Result<Server, Box<dyn Error>> {
         .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
     let addr = listener.local_addr()?;
     let storage = Storage::open(&options).await?;
+    // After the store: a key is generated only while the store is empty.
+    let config =
+        match TokenServiceConfig::load_or_generate_for_store(&options.data_dir, &*storage.shared()).await {
+            Ok(config) => config,
+            Err(error) => {
+                if let Err(closing) = storage.close().await {
+                    tracing::warn!("{closing}");
+                }
+                return Err(error.into());
+            }
+        };
     let description = storage.describe(&options);
     let service: Arc<dyn TokenService> =
         Arc::new(DataHubTokenService::new(config, storage.shared(), policies));

@@ -249,14 +249,17 @@ async fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
     if !matches!(cli.command, Command::Create(_)) {
         existing_store(&cli.data_dir, on_postgres)?;
     }
-    let config = TokenServiceConfig::load_or_generate_in(&cli.data_dir)?;
     #[cfg(feature = "postgres")]
     if let Some(url) = &cli.postgres_url {
         use datahub_access_tokens::store::postgres::{PostgresStoreOptions, PostgresTokenStore};
         let options = PostgresStoreOptions::new().with_schema(&cli.postgres_schema);
         let store = PostgresTokenStore::connect_with(url, options).await?;
+        // The data directory holds only the key file: whether a new key
+        // would strand tokens is for the database to say.
+        let config = TokenServiceConfig::load_or_generate_for_store(&cli.data_dir, &store).await?;
         return finish(execute(cli.command, config, Arc::new(store)).await?);
     }
+    let config = TokenServiceConfig::load_or_generate_in(&cli.data_dir)?;
     let store = FileTokenStore::open(&cli.data_dir).await?;
     let purging = matches!(cli.command, Command::PurgeExpired);
     let output = execute(cli.command, config, Arc::new(store.clone())).await;

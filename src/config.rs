@@ -459,12 +459,50 @@ impl TokenServiceConfig {
     /// environment. Setting only one of the two is an error, and so is a
     /// missing key file in a directory that already holds a
     /// [`FileTokenStore`](crate::FileTokenStore) log (a new key would make its
-    /// tokens invalid).
+    /// tokens invalid). A key file that users other than its owner may read
+    /// or change is used, with an INSECURE warning.
     pub fn load_or_generate_in(dir: impl AsRef<std::path::Path>) -> Result<Self> {
         Self::load_or_generate_with(dir.as_ref(), process_env()?)
     }
 
+    /// [`load_or_generate_in`](Self::load_or_generate_in) for a service whose
+    /// tokens are in `store`, wherever it keeps them (a database, or a
+    /// [`FileTokenStore`](crate::FileTokenStore) already open in `dir`): a
+    /// missing key file is an error while `store` holds any token, since a
+    /// new key would make them all invalid, and a new key is made only for an
+    /// empty store. Open the store first, then call this.
+    pub async fn load_or_generate_for_store(
+        dir: impl AsRef<std::path::Path>,
+        store: &dyn crate::TokenStore,
+    ) -> Result<Self> {
+        let dir = dir.as_ref();
+        let lookup = process_env()?;
+        let keys_from_env = lookup(ENV_SIGNING_KEY).is_some() || lookup(ENV_SALT).is_some();
+        let key_file = dir.join(SECRETS_FILE_NAME);
+        // Absent for sure; an unreadable path is left to the read to report.
+        if !keys_from_env && matches!(key_file.try_exists(), Ok(false)) {
+            let held = store.list(&crate::store::ListQuery::all(0)).await?.total;
+            if held > 0 {
+                return Err(Error::Config(format!(
+                    "{} is missing, but the token store holds tokens ({held}) signed with the key it held: \
+                     a new key would make them all invalid. Restore the file, or set {ENV_SIGNING_KEY} \
+                     and {ENV_SALT}",
+                    key_file.display()
+                )));
+            }
+        }
+        Self::load_or_generate_checked(dir, lookup, NewKeyCheck::Done)
+    }
+
     fn load_or_generate_with(dir: &std::path::Path, lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        Self::load_or_generate_checked(dir, lookup, NewKeyCheck::NoTokenLog)
+    }
+
+    fn load_or_generate_checked(
+        dir: &std::path::Path,
+        lookup: impl Fn(&str) -> Option<String>,
+        new_key_check: NewKeyCheck,
+    ) -> Result<Self> {
         match (lookup(ENV_SIGNING_KEY), lookup(ENV_SALT)) {
             (Some(_), Some(_)) => return Self::from_lookup(lookup),
             (None, None) => {}
@@ -475,7 +513,7 @@ impl TokenServiceConfig {
                 )))
             }
         }
-        let secrets = load_or_create_secrets(dir)?;
+        let secrets = load_or_create_secrets(dir, new_key_check)?;
         // Only errors about the file's own key and salt name the file: the
         // other settings come from the environment.
         check_secrets(&secrets.signing_key, &secrets.salt).map_err(|e| match e {
@@ -492,8 +530,17 @@ impl TokenServiceConfig {
     }
 }
 
+/// What is checked before a new key file is made.
 #[cfg(feature = "fs")]
-fn load_or_create_secrets(dir: &std::path::Path) -> Result<SecretsFile> {
+enum NewKeyCheck {
+    /// The directory holds no [`FileTokenStore`](crate::FileTokenStore) log.
+    NoTokenLog,
+    /// Checked already, against the store itself.
+    Done,
+}
+
+#[cfg(feature = "fs")]
+fn load_or_create_secrets(dir: &std::path::Path, new_key_check: NewKeyCheck) -> Result<SecretsFile> {
     use crate::store::file::fsutil;
     let path = dir.join(SECRETS_FILE_NAME);
     let storage = |what: &str, e: std::io::Error| Error::storage(format!("{what} {}", path.display()), e);
@@ -514,12 +561,13 @@ fn load_or_create_secrets(dir: &std::path::Path) -> Result<SecretsFile> {
         }
     };
     if let Some(secrets) = read()? {
+        warn_if_others_can_access(&path);
         return Ok(secrets);
     }
     // A new key would make every token already in the directory fail to
     // verify: the key file was lost or moved, and making one hides that.
     let log = dir.join(crate::store::file::LOG_FILE_NAME);
-    if log.exists() {
+    if matches!(new_key_check, NewKeyCheck::NoTokenLog) && log.exists() {
         return Err(Error::Config(format!(
             "{} is missing, but {} may hold tokens signed with the key it held: a new key would \
              make them all invalid. Restore the file, or set {ENV_SIGNING_KEY} and {ENV_SALT}",
@@ -538,6 +586,30 @@ fn load_or_create_secrets(dir: &std::path::Path) -> Result<SecretsFile> {
     }
     // Another process created it first: use theirs, so both agree.
     read()?.ok_or_else(|| Error::Config(format!("{} vanished while being created", path.display())))
+}
+
+/// Warns when users other than the key file's owner may read or change it:
+/// whoever reads it can sign tokens as anyone. This crate writes it 0600; a
+/// copy or a restore from backup may not have kept that.
+#[cfg(feature = "fs")]
+fn warn_if_others_can_access(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(metadata) = std::fs::metadata(path) else {
+            return;
+        };
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "INSECURE: the key file {} has mode {mode:o}, so other users can read or change it \
+                 and sign tokens as anyone; make it its owner's only (chmod 600)",
+                path.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 fn random_secret() -> Result<String> {
@@ -840,6 +912,78 @@ mod tests {
             _ => None,
         };
         assert!(TokenServiceConfig::load_or_generate_with(tmp.path(), env).is_ok());
+    }
+
+    #[cfg(all(feature = "fs", unix))]
+    #[test]
+    fn a_key_file_others_can_read_is_flagged() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let none = |_: &str| None;
+        TokenServiceConfig::load_or_generate_with(tmp.path(), none).unwrap();
+        let path = tmp.path().join(SECRETS_FILE_NAME);
+        let load =
+            || warnings_of(|| drop(TokenServiceConfig::load_or_generate_with(tmp.path(), none).unwrap()));
+        assert_eq!(load(), "", "as written: 0600");
+        for mode in [0o640, 0o604, 0o620] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let warnings = load();
+            assert!(warnings.contains(&format!("has mode {mode:o}")), "{warnings}");
+            assert!(warnings.contains(SECRETS_FILE_NAME), "{warnings}");
+        }
+    }
+
+    #[cfg(feature = "fs")]
+    #[tokio::test]
+    async fn no_new_key_beside_a_store_holding_tokens() {
+        use crate::store::TokenStore as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = crate::MemoryTokenStore::new();
+        let made = TokenServiceConfig::load_or_generate_for_store(tmp.path(), &store)
+            .await
+            .unwrap();
+        let key = made.expose_signing_key().to_owned();
+        let service =
+            crate::DataHubTokenService::new(made, store.clone(), crate::Policies::datahub_defaults());
+        let user = crate::Urn::corp_user("alice").unwrap();
+        let input =
+            crate::CreateAccessTokenInput::personal(user.as_str(), "t", crate::AccessTokenDuration::OneDay);
+        crate::TokenService::create_access_token(&service, &user, input)
+            .await
+            .unwrap();
+        // Kept: the same key again.
+        let again = TokenServiceConfig::load_or_generate_for_store(tmp.path(), &store)
+            .await
+            .unwrap();
+        assert_eq!(again.expose_signing_key(), key);
+        // Lost: an error, and no new file.
+        let path = tmp.path().join(SECRETS_FILE_NAME);
+        std::fs::remove_file(&path).unwrap();
+        let err = TokenServiceConfig::load_or_generate_for_store(tmp.path(), &store)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(SECRETS_FILE_NAME) && text.contains("holds tokens (1)"),
+            "{text}"
+        );
+        assert!(!path.exists());
+        // Once the store is empty, a new key harms nothing.
+        let ids: Vec<String> = store
+            .list(&crate::store::ListQuery::all(10))
+            .await
+            .unwrap()
+            .tokens
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        for id in ids {
+            store.delete(&id).await.unwrap();
+        }
+        assert!(TokenServiceConfig::load_or_generate_for_store(tmp.path(), &store)
+            .await
+            .is_ok());
+        assert!(path.exists());
     }
 
     #[cfg(feature = "fs")]

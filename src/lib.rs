@@ -54,8 +54,9 @@
 //! # Features
 //!
 //! * `fs` (default): [`FileTokenStore`], a durable, crash-safe store in a
-//!   local directory, and [`TokenServiceConfig::load_or_generate_in`], which
-//!   keeps a generated key and salt there.
+//!   local directory, and [`TokenServiceConfig::load_or_generate_in`] (or
+//!   [`load_or_generate_for_store`](TokenServiceConfig::load_or_generate_for_store)
+//!   for tokens kept elsewhere), which keeps a generated key and salt there.
 //! * `test-util`: the store conformance suite ([`store::conformance`]) for
 //!   testing your own [`TokenStore`].
 //! * `graphql`: DataHub's GraphQL token API as an async-graphql schema
