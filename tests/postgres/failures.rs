@@ -346,3 +346,28 @@ pub async fn a_stuck_owner_lock_does_not_drain_the_pool(url: String) {
     drop((holder, a, replica));
     drop_schema(&admin, &schema).await;
 }
+
+/// The server commits a rotation but its answer to the `COMMIT` is lost
+/// (the connection drops at that moment). The rotation happened, so it must
+/// not be reported failed: its caller would keep the old token, now revoked,
+/// and never get the new one.
+pub async fn a_rotation_whose_commit_answer_is_lost_is_not_reported_failed(url: String) {
+    let admin = admin(&url).await;
+    let schema = fresh_schema("commit_lost");
+    let config = TokenServiceConfig::generate().unwrap();
+    let (proxy, store_a) = replica_behind_proxy(&url, &schema).await;
+    let a = service(&config, store_a.clone());
+    let b = service(&config, store(&url, options(&schema)).await);
+    let alice = Urn::corp_user("alice").unwrap();
+    let (old, old_id) = create(&a, &alice, 1).await.unwrap();
+
+    proxy.cut_after_next_commit();
+    let rotated = a.rotate_access_token(&alice, &old_id, None).await;
+    let new = rotated.expect("the rotation committed, so it succeeded");
+    b.validate_access_token(new.expose_access_token())
+        .await
+        .expect("the new token validates");
+    assert!(matches!(b.validate_access_token(&old).await, Err(Error::Revoked)));
+    drop((a, b, store_a));
+    drop_schema(&admin, &schema).await;
+}

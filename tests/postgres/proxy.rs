@@ -2,8 +2,10 @@
 //! loses its database while the shared server (and other replicas) run on.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -22,6 +24,7 @@ pub enum Mode {
 pub struct Proxy {
     pub port: u16,
     mode: watch::Sender<Mode>,
+    cut_after_commit: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -29,6 +32,8 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
         let port = listener.local_addr().unwrap().port();
         let (mode, watching) = watch::channel(Mode::Forward);
+        let cut_after_commit = Arc::new(AtomicBool::new(false));
+        let cut = cut_after_commit.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let mut watching = watching.clone();
@@ -39,32 +44,71 @@ impl Proxy {
                         tokio::spawn(async move { hold_until_changed(client, None, &mut watching).await });
                     }
                     Mode::Forward => {
-                        tokio::spawn(async move { forward(client, upstream, &mut watching).await });
+                        let cut = cut.clone();
+                        tokio::spawn(async move { forward(client, upstream, &mut watching, &cut).await });
                     }
                 }
             }
         });
-        Proxy { port, mode }
+        Proxy {
+            port,
+            mode,
+            cut_after_commit,
+        }
     }
 
     pub fn set(&self, mode: Mode) {
         self.mode.send_replace(mode);
     }
+
+    /// The next time the server answers a `COMMIT`, that answer is lost:
+    /// the connection is cut instead (the transaction has committed, but
+    /// the client cannot know). Once.
+    pub fn cut_after_next_commit(&self) {
+        self.cut_after_commit.store(true, Ordering::SeqCst);
+    }
 }
 
-async fn forward(mut client: TcpStream, upstream: SocketAddr, mode: &mut watch::Receiver<Mode>) {
+async fn forward(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    mode: &mut watch::Receiver<Mode>,
+    cut_after_commit: &AtomicBool,
+) {
     let Ok(mut server) = TcpStream::connect(upstream).await else {
         return;
     };
-    tokio::select! {
-        _ = copy_bidirectional(&mut client, &mut server) => {}
-        _ = mode.changed() => {
-            if *mode.borrow_and_update() == Mode::Blackhole {
-                hold_until_changed(client, Some(server), mode).await;
+    let changed = {
+        let (mut client_read, mut client_write) = client.split();
+        let (mut server_read, mut server_write) = server.split();
+        let to_server = tokio::io::copy(&mut client_read, &mut server_write);
+        let to_client = async {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match server_read.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                // CommandComplete of a COMMIT carries the tag "COMMIT\0".
+                let commit = buf[..n].windows(7).any(|w| w == b"COMMIT\0");
+                if commit && cut_after_commit.swap(false, Ordering::SeqCst) {
+                    return;
+                }
+                if client_write.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
             }
-            // Refuse: both sockets close here.
+        };
+        tokio::select! {
+            _ = to_server => false,
+            () = to_client => false,
+            _ = mode.changed() => true,
         }
+    };
+    if changed && *mode.borrow_and_update() == Mode::Blackhole {
+        hold_until_changed(client, Some(server), mode).await;
     }
+    // Otherwise both sockets close here.
 }
 
 /// Holds the sockets open, passing nothing, until the mode changes again;

@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -191,7 +191,10 @@ pub struct CacheStats {
 ///   after the last proof that they flow.
 /// * **Database outages** make calls fail with [`Error::Storage`] within the
 ///   operation timeout; each call is one transaction, so nothing is ever
-///   half-written, and the pool and listener recover by themselves.
+///   half-written, and the pool and listener recover by themselves. A
+///   [`replace`](TokenStore::replace) whose `COMMIT` goes unanswered (the
+///   connection drops, the timeout passes) asks the server whether its
+///   transaction committed before it reports failure.
 /// * **Any default isolation.** Writes run at `READ COMMITTED` whatever
 ///   `default_transaction_isolation` the server, role or pool sets. Where
 ///   that is already the default (PostgreSQL's own), as checked when the
@@ -298,6 +301,8 @@ struct Statements {
     get: String,
     exists: String,
     delete: String,
+    delete_for_replace: String,
+    transaction_status: String,
     delete_expired: String,
     record_last_used: String,
 }
@@ -330,6 +335,10 @@ impl Statements {
             get: format!("SELECT {columns} FROM {table} WHERE id = $1"),
             exists: format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1)"),
             delete: format!("DELETE FROM {table} WHERE id = $1"),
+            // The transaction's id, to learn later whether it committed
+            // should the answer to its COMMIT be lost (see `replace`).
+            delete_for_replace: format!("DELETE FROM {table} WHERE id = $1 RETURNING txid_current()"),
+            transaction_status: "SELECT txid_status($1)".to_owned(),
             delete_expired: format!("DELETE FROM {table} WHERE expires_at < $1 RETURNING id"),
             // Forward only; one row write per token however often it appears.
             record_last_used: format!(
@@ -490,6 +499,27 @@ impl PostgresTokenStore {
             .collect::<Result<Vec<_>, _>>()
             .map(|lines| lines.join("\n"))
             .map_err(|e| Error::storage(context, e))
+    }
+
+    /// Whether the transaction `xid` committed, waiting (up to the
+    /// operation timeout) for it to end if it is still in progress. `false`
+    /// if it aborted or this cannot be learned.
+    async fn committed(&self, xid: i64) -> bool {
+        let deadline = tokio::time::Instant::now() + self.inner.operation_timeout;
+        loop {
+            let status = sqlx::query_scalar::<_, Option<String>>(&self.inner.statements.transaction_status)
+                .bind(xid)
+                .fetch_one(&self.inner.pool);
+            match tokio::time::timeout_at(deadline, status).await {
+                Ok(Ok(Some(status))) if status == "committed" => return true,
+                Ok(Ok(Some(status))) if status == "in progress" => {}
+                _ => return false,
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     async fn timed<T>(
@@ -686,25 +716,38 @@ impl TokenStore for PostgresTokenStore {
         let cache = &self.inner.shared.cache;
         let ticket = cache.ticket(&new.id);
         let statements = &self.inner.statements;
+        // Set once the COMMIT is sent: from then on a failure (a lost
+        // answer, a timeout) does not mean the replacement did not happen.
+        let committing = OnceLock::new();
         let outcome = self
             .timed("PostgreSQL: replacing a token", async {
                 let mut tx = self.inner.pool.begin_with(BEGIN_WRITE).await?;
-                let deleted = sqlx::query(&statements.delete)
+                let deleted: Option<i64> = sqlx::query_scalar(&statements.delete_for_replace)
                     .bind(old_id)
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
-                if deleted.rows_affected() == 0 {
+                let Some(xid) = deleted else {
                     return Ok(Err(Error::NotFound));
-                }
+                };
                 let inserted = bind_record(&statements.insert, &new).execute(&mut *tx).await?;
                 if inserted.rows_affected() == 0 {
                     // Dropping the transaction rolls the delete back.
                     return Ok(Err(Error::AlreadyExists { id: new.id.clone() }));
                 }
+                let _ = committing.set(xid);
                 tx.commit().await?;
                 Ok(Ok(()))
             })
             .await;
+        // Reporting a replacement that committed as failed would lose a
+        // token: the caller keeps the old one, revoked, and never gets the new.
+        let outcome = match (outcome, committing.get()) {
+            (Err(error), Some(&xid)) if self.committed(xid).await => {
+                tracing::warn!(%error, "PostgreSQL: the answer to a token replacement's COMMIT was lost, but it committed");
+                Ok(Ok(()))
+            }
+            (outcome, _) => outcome,
+        };
         // Even a failed commit may have landed: forget the old id either
         // way. The delete trigger tells the other replicas.
         cache.remove([old_id]);
