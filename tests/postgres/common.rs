@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use datahub_access_tokens::store::postgres::{PgPool, PostgresStoreOptions, PostgresTokenStore};
-use datahub_access_tokens::{DataHubTokenService, Policies, TokenServiceConfig};
+use datahub_access_tokens::{DataHubTokenService, Error, Policies, TokenServiceConfig};
 
 /// The variable naming the test database.
 pub const URL_VAR: &str = "DATAHUB_TOKENS_TEST_POSTGRES_URL";
@@ -138,4 +138,16 @@ pub fn capture_logs() {
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// `error` and its causes, joined by ": ".
+pub fn error_chain(error: &Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

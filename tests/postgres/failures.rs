@@ -16,7 +16,8 @@ use datahub_access_tokens::{
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::common::{
-    admin, drop_schema, eventually, fresh_schema, kill_connections, logs, options, service, store, url_named,
+    admin, drop_schema, error_chain, eventually, fresh_schema, kill_connections, logs, options, service,
+    store, url_named,
 };
 use crate::proxy::{Mode, Proxy};
 
@@ -370,4 +371,18 @@ pub async fn a_rotation_whose_commit_answer_is_lost_is_not_reported_failed(url: 
     assert!(matches!(b.validate_access_token(&old).await, Err(Error::Revoked)));
     drop((a, b, store_a));
     drop_schema(&admin, &schema).await;
+}
+
+/// A server that cannot be reached is named as such when the store opens,
+/// not as the pool's "timed out while waiting for an open connection".
+pub async fn an_unreachable_server_is_named_at_connect(_url: String) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let url = format!("postgres://postgres@127.0.0.1:{port}/test");
+    let options = PostgresStoreOptions::new().with_operation_timeout(OPERATION_TIMEOUT);
+    let err = PostgresTokenStore::connect_with(&url, options).await.unwrap_err();
+    let chain = error_chain(&err);
+    assert!(matches!(err, Error::Storage { .. }), "{chain}");
+    assert!(chain.contains("Connection refused"), "{chain}");
 }

@@ -81,6 +81,9 @@ const TESTS: &[Test] = &[
     ("a_stuck_owner_lock_does_not_drain_the_pool", |url| {
         Box::pin(failures::a_stuck_owner_lock_does_not_drain_the_pool(url))
     }),
+    ("an_unreachable_server_is_named_at_connect", |url| {
+        Box::pin(failures::an_unreachable_server_is_named_at_connect(url))
+    }),
     (
         "a_rotation_whose_commit_answer_is_lost_is_not_reported_failed",
         |url| Box::pin(failures::a_rotation_whose_commit_answer_is_lost_is_not_reported_failed(url)),

@@ -13,7 +13,7 @@ use datahub_access_tokens::{
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::common::{admin, drop_schema, eventually, fresh_schema, options, service, store};
+use crate::common::{admin, drop_schema, error_chain, eventually, fresh_schema, options, service, store};
 
 /// The suite every store must pass, unchanged, each check in a new schema;
 /// then again with the cache disabled.
@@ -33,17 +33,6 @@ pub async fn conformance_suite(url: String) {
             drop_schema(&admin, &schema).await;
         }
     }
-}
-
-fn error_chain(error: &Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Stores of two tables opened together in a schema that does not exist yet

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPoolOptions, PgRow};
 use sqlx::query::Query;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Connection as _, Postgres, Row, Transaction};
 use tokio::task::JoinHandle;
 
 use super::{ListPage, ListQuery, OwnerLimit, TokenStore, TokenUse};
@@ -406,6 +406,16 @@ impl PostgresTokenStore {
         let context = format!("PostgreSQL: creating or upgrading the table {}", names.qualified);
         match tokio::time::timeout(timeout, schema::migrate(&pool, &names)).await {
             Ok(Ok(())) => {}
+            // The pool says only that it timed out; one connection of our
+            // own says why (refused, unknown host, TLS required, ...).
+            Ok(Err(MigrateError::Database(sqlx::Error::PoolTimedOut))) => {
+                let connect_options = pool.connect_options();
+                let why = tokio::time::timeout(timeout, PgConnection::connect_with(&connect_options));
+                return Err(match why.await {
+                    Ok(Err(e)) => Error::storage(context, e),
+                    _ => Error::storage(context, sqlx::Error::PoolTimedOut),
+                });
+            }
             Ok(Err(MigrateError::Database(e))) => return Err(Error::storage(context, e)),
             Ok(Err(too_new)) => return Err(Error::storage(context, too_new)),
             Err(_) => return Err(Error::storage(context, TimedOut(timeout))),
