@@ -635,28 +635,9 @@ mod tests {
 
     /// What `make` logs at WARN and above, as text.
     fn warnings_of(make: impl FnOnce()) -> String {
-        use std::sync::{Arc, Mutex};
-        #[derive(Clone, Default)]
-        struct Captured(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Captured {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(bytes);
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, make);
-        let text = captured.0.lock().unwrap().clone();
-        String::from_utf8(text).unwrap()
+        let warnings = crate::test_log::Warnings::capture();
+        make();
+        warnings.text()
     }
 
     #[test]

@@ -91,6 +91,9 @@ pub mod store;
 mod urn;
 mod verified;
 
+#[cfg(test)]
+mod test_log;
+
 /// What an `#[async_trait]` method returns, for the forwarding impls that
 /// hand on the inner value's future instead of boxing another around it.
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

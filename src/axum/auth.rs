@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -59,6 +60,9 @@ const ACTOR_HEADER_LOWER: HeaderName = HeaderName::from_static("x-datahub-actor"
 pub struct BearerAuthenticator {
     service: Arc<dyn TokenService>,
     trust_actor_header: bool,
+    /// Set once the log has said why a request carrying an untrusted
+    /// [`ACTOR_HEADER`] was refused (shared by clones).
+    untrusted_actor_header_noted: Arc<AtomicBool>,
 }
 
 impl BearerAuthenticator {
@@ -67,6 +71,7 @@ impl BearerAuthenticator {
         BearerAuthenticator {
             service,
             trust_actor_header: false,
+            untrusted_actor_header_noted: Arc::default(),
         }
     }
 
@@ -108,8 +113,10 @@ impl BearerAuthenticator {
                 return trusted_actor(value);
             }
         }
-        let value = single_header(headers, &AUTHORIZATION, "Authorization")?
-            .ok_or_else(|| AuthRejection::new(Kind::MissingHeader))?;
+        let Some(value) = single_header(headers, &AUTHORIZATION, "Authorization")? else {
+            self.note_untrusted_actor_header(headers);
+            return Err(AuthRejection::new(Kind::MissingHeader));
+        };
         let value = value.to_str().map_err(|_| {
             AuthRejection::new(Kind::Malformed(
                 "Authorization header is not printable ASCII text.".into(),
@@ -129,6 +136,25 @@ impl BearerAuthenticator {
                 Err(AuthRejection::with_source(Kind::Internal, error))
             }
             Err(error) => Err(AuthRejection::with_source(Kind::InvalidToken, error)),
+        }
+    }
+}
+
+impl BearerAuthenticator {
+    /// Says once in the log why a request carrying [`ACTOR_HEADER`] but no
+    /// token was refused: the answer is DataHub's, which does not mention
+    /// the header, and DataHub's documentation sends it in every example.
+    fn note_untrusted_actor_header(&self, headers: &HeaderMap) {
+        if !self.trust_actor_header
+            && headers.contains_key(&ACTOR_HEADER_LOWER)
+            && !self.untrusted_actor_header_noted.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "a request carried {ACTOR_HEADER} and no Bearer token: refused with DataHub's \
+                 \"Request is missing 'Authorization' header.\", since this server does not trust \
+                 the header. DataHub trusts it only with authentication disabled; the same here is \
+                 BearerAuthenticator::insecure_trust_actor_header, for local trials only. Said once."
+            );
         }
     }
 }
@@ -344,5 +370,48 @@ where
                 Err(rejection) => Ok(rejection.into_response()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_log::Warnings;
+    use crate::{DataHubTokenService, MemoryTokenStore, Policies, TokenServiceConfig};
+
+    #[tokio::test]
+    async fn an_untrusted_actor_header_is_explained_once_in_the_log() {
+        let service: Arc<dyn TokenService> = Arc::new(DataHubTokenService::new(
+            TokenServiceConfig::generate().unwrap(),
+            MemoryTokenStore::new(),
+            Policies::datahub_defaults(),
+        ));
+        let strict = BearerAuthenticator::new(service.clone());
+        let mut with_actor = HeaderMap::new();
+        with_actor.insert(
+            ACTOR_HEADER_LOWER,
+            HeaderValue::from_static("urn:li:corpuser:datahub"),
+        );
+        let warnings = Warnings::capture();
+        for _ in 0..3 {
+            // The answer stays DataHub's; clones share the "said once".
+            let refused = strict.clone().authenticate(&with_actor).await.unwrap_err();
+            assert_eq!(refused.message(), "Request is missing 'Authorization' header.");
+        }
+        let logged = warnings.text();
+        assert_eq!(logged.matches("WARN").count(), 1, "{logged}");
+        assert!(
+            logged.contains(ACTOR_HEADER) && logged.contains("insecure_trust_actor_header"),
+            "{logged}"
+        );
+        drop(warnings);
+
+        // Nothing to explain without the header, or where it is trusted.
+        let warnings = Warnings::capture();
+        let fresh = BearerAuthenticator::new(service.clone());
+        assert!(fresh.authenticate(&HeaderMap::new()).await.is_err());
+        let trusting = BearerAuthenticator::new(service).insecure_trust_actor_header();
+        assert!(trusting.authenticate(&with_actor).await.is_ok());
+        assert_eq!(warnings.text(), "");
     }
 }
