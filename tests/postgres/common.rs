@@ -41,7 +41,11 @@ pub async fn admin(url: &str) -> PgPool {
 }
 
 pub async fn drop_schema(admin: &PgPool, schema: &str) {
-    sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+    // One transaction, so SET LOCAL keeps "drop cascades to ..." out of the log.
+    let drop = format!(
+        "BEGIN; SET LOCAL client_min_messages = warning; DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; COMMIT"
+    );
+    sqlx::raw_sql(&drop)
         .execute(admin)
         .await
         .expect("drop the test schema");
@@ -91,8 +95,9 @@ pub fn logs() -> Vec<String> {
     LOGS.lock().unwrap_or_else(PoisonError::into_inner).clone()
 }
 
-/// Installs a `tracing` subscriber that records the PostgreSQL store's events at
-/// INFO and above (and prints them), so tests can check what was logged.
+/// Installs a `tracing` subscriber that records the PostgreSQL store's events,
+/// and the server's notices as sqlx logs them, at INFO and above (and prints
+/// them), so tests can check what was logged.
 pub fn capture_logs() {
     use tracing::field::{Field, Visit};
     use tracing::span::{Attributes, Id, Record};
@@ -111,9 +116,9 @@ pub fn capture_logs() {
     }
     impl Subscriber for Capture {
         fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-            metadata
-                .target()
-                .starts_with("datahub_access_tokens::store::postgres")
+            let target = metadata.target();
+            (target.starts_with("datahub_access_tokens::store::postgres")
+                || target == "sqlx::postgres::notice")
                 && *metadata.level() <= Level::INFO
         }
         fn new_span(&self, _: &Attributes<'_>) -> Id {

@@ -296,6 +296,9 @@ pub(super) async fn migrate(pool: &PgPool, names: &Names) -> Result<(), MigrateE
     // Read committed, so that the reads after the lock see what the
     // replica that held it committed.
     let mut tx = pool.begin_with(super::BEGIN_WRITE).await?;
+    // "relation ... already exists, skipping" at every start after the
+    // first is no news: sqlx would log each such notice.
+    tx.execute("SET LOCAL client_min_messages = warning").await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(names.lock_key())
         .execute(&mut *tx)
