@@ -460,7 +460,10 @@ impl TokenServiceConfig {
     /// missing key file in a directory that already holds a
     /// [`FileTokenStore`](crate::FileTokenStore) log (a new key would make its
     /// tokens invalid). A key file that users other than its owner may read
-    /// or change is used, with an INSECURE warning.
+    /// or change is used, with an INSECURE warning. For tokens kept
+    /// elsewhere (a database), use
+    /// [`load_or_generate_for_store`](Self::load_or_generate_for_store),
+    /// which asks the store itself.
     pub fn load_or_generate_in(dir: impl AsRef<std::path::Path>) -> Result<Self> {
         Self::load_or_generate_with(dir.as_ref(), process_env()?)
     }
