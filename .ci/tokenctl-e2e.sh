@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tokenctl end to end, from an empty data directory and no configuration:
-# create, list, validate, revoke, validate fails, purge; plus error handling.
+# create, list, validate, revoke, validate fails, rotate, purge; plus error handling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -81,6 +81,24 @@ check "rotate makes a new id" test "$(jq -r .metadata.id <<<"$rotated")" != "$(j
 check "the rotated-away token fails validation" bash -c "! '$bin' --data-dir '$data' validate '$(jq -r .accessToken <<<"$before")' 2>/dev/null"
 check "the new token validates" test "$(ctl validate "$(jq -r .accessToken <<<"$rotated")" | jq -r .tokenId)" = "$(jq -r .metadata.id <<<"$rotated")"
 check "rotate --duration sets the lifetime" test "$(ctl rotate "$(jq -r .metadata.id <<<"$rotated")" --duration ONE_HOUR | jq -r '.metadata.expiresAt - .metadata.createdAt')" = 3600000
+carols() { ctl list --actor urn:li:corpuser:carol | jq -r '.tokens[0].id'; }
+check "rotate --duration-iso sets the lifetime" test "$(ACCESS_TOKEN_ALLOWED_DURATIONS=PT1H,P2D ctl rotate "$(carols)" --duration-iso P2D | jq -r '.metadata.expiresAt - .metadata.createdAt')" = 172800000
+refused_iso() { # an ISO duration the policy does not allow: refused by name, the token kept
+  local old
+  old=$(carols)
+  ! ctl rotate "$old" --duration-iso P2D 2>"$work/iso" && grep -q "duration P2D is not allowed" "$work/iso" \
+    && test "$(carols)" = "$old"
+}
+check "rotate --duration-iso is checked against the policy" refused_iso
+both_durations() { # clap refuses --duration with --duration-iso (usage error, exit 2)
+  local old
+  old=$(carols)
+  ctl rotate "$old" --duration ONE_DAY --duration-iso P1D >/dev/null 2>"$work/both"
+  test $? = 2 && grep -q "cannot be used with" "$work/both" && test "$(carols)" = "$old"
+}
+check "rotate takes --duration or --duration-iso, not both" both_durations
+# Back to a lifetime the default policy allows, which the rotations below keep.
+check "rotate --duration-iso under the default policy" test "$(ctl rotate "$(carols)" --duration-iso PT1H | jq -r '.metadata.expiresAt - .metadata.createdAt')" = 3600000
 check "rotations leave one token of the lineage" test "$(ctl list --actor urn:li:corpuser:carol | jq -r .total)" = 1
 lost_rotate() { # the old token is gone by then; the new one nobody received is revoked
   local old

@@ -7,7 +7,7 @@
 //! cargo run --example tokenctl -- list
 //! cargo run --example tokenctl -- validate -            # the token on standard input
 //! cargo run --example tokenctl -- revoke 'TOKEN_ID'
-//! cargo run --example tokenctl -- rotate 'TOKEN_ID' [--duration ONE_MONTH]
+//! cargo run --example tokenctl -- rotate 'TOKEN_ID' [--duration ONE_MONTH | --duration-iso P30D]
 //! cargo run --example tokenctl -- purge-expired
 //! ```
 //!
@@ -37,8 +37,9 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use datahub_access_tokens::store::file::LOG_FILE_NAME;
 use datahub_access_tokens::{
     AccessToken, AccessTokenDuration, AccessTokenType, CreateAccessTokenInput, DataHubTokenService,
-    FacetFilterInput, FileTokenStore, ListAccessTokenInput, Policies, Privilege, TokenService,
-    TokenServiceConfig, TokenStore, Urn, ENV_SALT, ENV_SIGNING_KEY, ROOT_USER, SECRETS_FILE_NAME,
+    FacetFilterInput, FileTokenStore, ListAccessTokenInput, Policies, Privilege, RotateAccessTokenInput,
+    TokenService, TokenServiceConfig, TokenStore, Urn, ENV_SALT, ENV_SIGNING_KEY, ROOT_USER,
+    SECRETS_FILE_NAME,
 };
 use serde_json::{json, Value};
 
@@ -96,14 +97,7 @@ enum Command {
     },
     /// Replace a token by a new one (same actor, owner, name, description)
     /// in one step; prints the new token once (GraphQL `AccessToken`).
-    Rotate {
-        /// The token id, as `list` shows it.
-        token_id: String,
-        /// The new token's lifetime (as for `create`); default: the old
-        /// token's original lifetime, counted from now.
-        #[arg(long, value_name = "ENUM", value_parser = parse_duration)]
-        duration: Option<AccessTokenDuration>,
-    },
+    Rotate(RotateArgs),
     /// Check a token: signature, expiry, not revoked; prints its claims. Not
     /// recorded as a use of the token (lastUsedAt). A stored token found
     /// expired is deleted (as DataHub does), so it no longer shows in `list`.
@@ -137,6 +131,21 @@ struct CreateArgs {
     /// Who is recorded as the creator; defaults to the actor.
     #[arg(long, value_name = "URN")]
     owner: Option<String>,
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("lifetime").args(["duration", "duration_iso"])))]
+struct RotateArgs {
+    /// The token id, as `list` shows it.
+    token_id: String,
+    /// The new token's lifetime (as for `create`); default: the old
+    /// token's original lifetime, counted from now.
+    #[arg(long, value_name = "ENUM", value_parser = parse_duration)]
+    duration: Option<AccessTokenDuration>,
+    /// The new token's lifetime in ISO-8601, such as P30D or PT1H (as for
+    /// `create`).
+    #[arg(long, value_name = "ISO")]
+    duration_iso: Option<String>,
 }
 
 fn parse_duration(text: &str) -> Result<AccessTokenDuration, String> {
@@ -426,12 +435,15 @@ async fn execute(
                 .await?;
             json!(true) // GraphQL's answer
         }
-        Command::Rotate { token_id, duration } => {
+        Command::Rotate(args) => {
+            let input = RotateAccessTokenInput {
+                token_id: args.token_id,
+                duration: args.duration,
+                duration_iso: args.duration_iso,
+            };
             let service = service(config, store, &operator)?;
-            let rotated = service
-                .rotate_access_token(&operator, &token_id, duration)
-                .await?;
-            return deliver(&service, &operator, &rotated, Some(&token_id)).await;
+            let rotated = service.rotate_access_token(&operator, &input).await?;
+            return deliver(&service, &operator, &rotated, Some(&input.token_id)).await;
         }
         Command::Validate { token } => {
             let token = if token == "-" {

@@ -304,8 +304,9 @@ impl DurationPolicy {
         &self.allowed
     }
 
-    /// Resolves a create request's `duration` / `durationIso` pair (exactly one
-    /// must be given) to a lifetime in milliseconds, `None` meaning never.
+    /// Resolves a create (or rotate) request's `duration` / `durationIso` pair
+    /// (exactly one must be given) to a lifetime in milliseconds, `None`
+    /// meaning never.
     pub fn resolve(
         &self,
         duration: Option<AccessTokenDuration>,

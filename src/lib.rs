@@ -114,7 +114,7 @@ pub use error::{BoxError, Error, Result, UNAUTHORIZED_MESSAGE};
 pub use model::{
     access_token_urn, AccessToken, AccessTokenMetadata, AccessTokenType, CreateAccessTokenInput,
     DataHubAccessTokenInfo, EntityType, FacetFilterInput, ListAccessTokenInput, ListAccessTokenResult,
-    StoredAccessToken,
+    RotateAccessTokenInput, StoredAccessToken,
 };
 pub use policy::{Policies, PolicyEngine, Privilege, ROLE_ADMIN, ROLE_EDITOR, ROLE_READER, ROOT_USER};
 pub use service::{

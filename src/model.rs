@@ -264,6 +264,78 @@ impl CreateAccessTokenInput {
     }
 }
 
+/// A rotation request (ours, beyond DataHub): which token to replace and
+/// the new token's lifetime, as `rotateAccessToken`'s arguments give it.
+///
+/// Give at most one of `duration` and `duration_iso`; with neither, the new
+/// token lasts as long as the old one was made to last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RotateAccessTokenInput {
+    /// The id of the token to replace.
+    pub token_id: String,
+    /// A fixed lifetime for the new token; or give `duration_iso`, or neither.
+    #[serde(default)]
+    pub duration: Option<AccessTokenDuration>,
+    /// An ISO-8601 lifetime such as `P30D`; or give `duration`, or neither.
+    #[serde(default)]
+    pub duration_iso: Option<String>,
+}
+
+impl RotateAccessTokenInput {
+    /// Rotates `token_id` keeping its lifetime: the new token lasts as long
+    /// as the old one was made to last (`expiresAt - createdAt`).
+    ///
+    /// ```
+    /// use datahub_access_tokens::RotateAccessTokenInput;
+    ///
+    /// let id = "HnMJylxuowJ1FKN74BbGogLvXCS4w+fsd3MZdI35+8A=";
+    /// let input = RotateAccessTokenInput::keep_lifetime(id);
+    /// assert_eq!((input.duration, input.duration_iso), (None, None));
+    /// ```
+    pub fn keep_lifetime(token_id: impl Into<String>) -> Self {
+        RotateAccessTokenInput {
+            token_id: token_id.into(),
+            duration: None,
+            duration_iso: None,
+        }
+    }
+
+    /// Rotates `token_id` to a new token with a fixed lifetime.
+    ///
+    /// ```
+    /// use datahub_access_tokens::{AccessTokenDuration, RotateAccessTokenInput};
+    ///
+    /// let id = "HnMJylxuowJ1FKN74BbGogLvXCS4w+fsd3MZdI35+8A=";
+    /// let input = RotateAccessTokenInput::with_duration(id, AccessTokenDuration::OneDay);
+    /// assert_eq!(input.token_id, id);
+    /// assert_eq!((input.duration, input.duration_iso), (Some(AccessTokenDuration::OneDay), None));
+    /// ```
+    pub fn with_duration(token_id: impl Into<String>, duration: AccessTokenDuration) -> Self {
+        RotateAccessTokenInput {
+            duration: Some(duration),
+            ..Self::keep_lifetime(token_id)
+        }
+    }
+
+    /// Rotates `token_id` to a new token with an ISO-8601 lifetime such as
+    /// `P14D` (checked against the duration policy on rotate, as on create).
+    ///
+    /// ```
+    /// use datahub_access_tokens::RotateAccessTokenInput;
+    ///
+    /// let id = "HnMJylxuowJ1FKN74BbGogLvXCS4w+fsd3MZdI35+8A=";
+    /// let input = RotateAccessTokenInput::with_duration_iso(id, "P14D");
+    /// assert_eq!((input.duration, input.duration_iso.as_deref()), (None, Some("P14D")));
+    /// ```
+    pub fn with_duration_iso(token_id: impl Into<String>, duration_iso: impl Into<String>) -> Self {
+        RotateAccessTokenInput {
+            duration_iso: Some(duration_iso.into()),
+            ..Self::keep_lifetime(token_id)
+        }
+    }
+}
+
 /// GraphQL `FacetFilterInput`: one listing filter, as sent by clients.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -387,5 +459,11 @@ mod tests {
                    "ownerUrn": "urn:li:corpuser:admin", "createdAt": 1, "expiresAt": 2,
                    "lastUsedAt": null}),
         );
+        round_trip(
+            &RotateAccessTokenInput::with_duration_iso("abc=", "P2D"),
+            json!({"tokenId": "abc=", "duration": null, "durationIso": "P2D"}),
+        );
+        let kept: RotateAccessTokenInput = serde_json::from_value(json!({"tokenId": "abc="})).unwrap();
+        assert_eq!(kept, RotateAccessTokenInput::keep_lifetime("abc="));
     }
 }

@@ -12,12 +12,12 @@ use crate::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
 use crate::clock::{Clock, SystemClock};
 use crate::codec::{AccessTokenClaims, TokenCodec, MAX_TOKEN_BYTES, VERSION_STATEFUL, VERSION_STATELESS};
 use crate::config::TokenServiceConfig;
-use crate::duration::{AccessTokenDuration, DurationPolicy};
+use crate::duration::DurationPolicy;
 use crate::error::{Error, Result};
 use crate::last_used::{IfFailed, LastUsedRecorder, Noted};
 use crate::model::{
     AccessToken, AccessTokenMetadata, AccessTokenType, CreateAccessTokenInput, DataHubAccessTokenInfo,
-    ListAccessTokenInput, ListAccessTokenResult, StoredAccessToken,
+    ListAccessTokenInput, ListAccessTokenResult, RotateAccessTokenInput, StoredAccessToken,
 };
 use crate::policy::{PolicyEngine, Privilege};
 use crate::store::{ListQuery, OwnerLimit, TokenField, TokenStore};
@@ -95,20 +95,17 @@ pub trait TokenService: Debug + Send + Sync + 'static {
     /// [`Error::Unauthorized`] to anyone else (they own no such token).
     async fn revoke_access_token(&self, caller: &Urn, token_id: &str) -> Result<()>;
 
-    /// Replaces a token by a new one with the same actor, owner, name and
-    /// description, in one atomic step: the old token stops validating
-    /// exactly when the new one starts. The new token lasts `duration`
-    /// (checked against the duration policy) or, if `None`, as long as the
-    /// old one was made to last (`expiresAt - createdAt`, which the policy
-    /// must still allow, never expiring included). Allowed to whoever
-    /// may revoke the old token and create the new one; the plaintext of
-    /// the new token is in the result and nowhere else.
-    async fn rotate_access_token(
-        &self,
-        caller: &Urn,
-        token_id: &str,
-        duration: Option<AccessTokenDuration>,
-    ) -> Result<AccessToken>;
+    /// Replaces the token `input.token_id` by a new one with the same actor,
+    /// owner, name and description, in one atomic step: the old token stops
+    /// validating exactly when the new one starts. The new token lasts
+    /// `input.duration` or `input.duration_iso`, checked against the
+    /// duration policy as on create (giving both is [`Error::InvalidInput`]),
+    /// or, if neither is given, as long as the old one was made to last
+    /// (`expiresAt - createdAt`, which the policy must still allow, never
+    /// expiring included). Allowed to whoever may revoke the old token and
+    /// create the new one; the plaintext of the new token is in the result
+    /// and nowhere else.
+    async fn rotate_access_token(&self, caller: &Urn, input: &RotateAccessTokenInput) -> Result<AccessToken>;
 
     /// The stored metadata of a plaintext token (managers only).
     async fn get_access_token_metadata(&self, caller: &Urn, token: &str) -> Result<AccessTokenMetadata>;
@@ -183,8 +180,7 @@ macro_rules! forward_token_service {
             fn rotate_access_token<'s, 'a, 'i, 'f>(
                 &'s self,
                 caller: &'a Urn,
-                token_id: &'i str,
-                duration: Option<AccessTokenDuration>,
+                input: &'i RotateAccessTokenInput,
             ) -> BoxFuture<'f, Result<AccessToken>>
             where
                 's: 'f,
@@ -192,7 +188,7 @@ macro_rules! forward_token_service {
                 'i: 'f,
                 Self: 'f,
             {
-                (**self).rotate_access_token(caller, token_id, duration)
+                (**self).rotate_access_token(caller, input)
             }
             fn get_access_token_metadata<'s, 'a, 't, 'f>(
                 &'s self,
@@ -530,12 +526,8 @@ impl TokenService for DataHubTokenService {
         }
     }
 
-    async fn rotate_access_token(
-        &self,
-        caller: &Urn,
-        token_id: &str,
-        duration: Option<AccessTokenDuration>,
-    ) -> Result<AccessToken> {
+    async fn rotate_access_token(&self, caller: &Urn, input: &RotateAccessTokenInput) -> Result<AccessToken> {
+        let token_id = input.token_id.as_str();
         check_token_id(token_id)?;
         let manager = self.can_manage(caller).await?;
         // A missing token is NotFound only to managers, as for revoke.
@@ -558,12 +550,13 @@ impl TokenService for DataHubTokenService {
         if exp_ms.is_some_and(|exp_ms| now > exp_ms) {
             return Err(Error::Expired);
         }
-        let lifetime_ms = match duration {
-            Some(duration) => self.durations.resolve(Some(duration), None)?,
-            None => self.durations.check_kept_lifetime(
+        let lifetime_ms = match (input.duration, input.duration_iso.as_deref()) {
+            (None, None) => self.durations.check_kept_lifetime(
                 info.expires_at
                     .map(|expires_at| expires_at.saturating_sub(info.created_at).max(0)),
             )?,
+            // One given, or both: resolved, or refused, exactly as on create.
+            (duration, duration_iso) => self.durations.resolve(duration, duration_iso)?,
         };
         let fresh = DataHubAccessTokenInfo {
             created_at: now,

@@ -63,7 +63,7 @@ fn the_schema_is_datahubs_auth_graphql() {
     for expected in [
         "type Mutation { createAccessToken(input: CreateAccessTokenInput!): AccessToken \
          revokeAccessToken(tokenId: String!): Boolean! \
-         rotateAccessToken(tokenId: String!, duration: AccessTokenDuration): AccessToken }",
+         rotateAccessToken(tokenId: String!, duration: AccessTokenDuration, durationIso: String): AccessToken }",
         "type Query { listAccessTokens(input: ListAccessTokenInput!): ListAccessTokenResult! \
          getAccessTokenMetadata(token: String!): AccessTokenMetadata! }",
         "input CreateAccessTokenInput { type: AccessTokenType! actorUrn: String! \
@@ -621,4 +621,32 @@ async fn rotate_access_token_replaces_the_token() {
     assert_eq!(first_error(&bob).1, 403, "{bob}");
     // Nullable, as createAccessToken: the field is null, `data` is not.
     assert_eq!(bob["data"], json!({ "rotateAccessToken": null }), "{bob}");
+
+    // durationIso, as in createAccessToken's input: a lifetime the policy
+    // allows applies, one it does not is a 400, as on create.
+    let rotate_iso = "mutation($id: String!, $iso: String) { \
+                      rotateAccessToken(tokenId: $id, durationIso: $iso) { metadata { id expiresAt createdAt } } }";
+    let one_week = json!({ "id": metadata["id"], "iso": "P1W" });
+    let weekly = run(&schema, "datahub", rotate_iso, one_week).await;
+    let weekly = &weekly["data"]["rotateAccessToken"]["metadata"];
+    let lifetime = weekly["expiresAt"].as_i64().unwrap() - weekly["createdAt"].as_i64().unwrap();
+    assert_eq!(lifetime, 7 * 24 * 60 * 60 * 1000, "{weekly}");
+    let two_days = json!({ "id": weekly["id"], "iso": "P2D" });
+    let refused = run(&schema, "datahub", rotate_iso, two_days).await;
+    let (message, code, _) = first_error(&refused);
+    assert_eq!(code, 400, "{refused}");
+    assert!(message.contains("duration P2D is not allowed"), "{refused}");
+    assert_eq!(refused["data"], json!({ "rotateAccessToken": null }), "{refused}");
+    let both = "mutation($id: String!) { \
+                rotateAccessToken(tokenId: $id, duration: ONE_DAY, durationIso: \"P1D\") { accessToken } }";
+    let both = run(&schema, "datahub", both, json!({ "id": weekly["id"] })).await;
+    assert_eq!(
+        first_error(&both),
+        (
+            "give either duration or durationIso, not both",
+            400,
+            "BAD_REQUEST"
+        ),
+        "{both}"
+    );
 }

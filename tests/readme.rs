@@ -122,7 +122,8 @@ mod beyond_datahub {
     #[rustfmt::skip]
     async fn rotation(service: DataHubTokenService, caller: Urn, token_id: String) -> Outcome {
         // README: begin
-        let fresh = service.rotate_access_token(&caller, &token_id, None).await?; // fresh.expose_access_token()
+        let input = RotateAccessTokenInput::keep_lifetime(&token_id); // or ::with_duration_iso(&token_id, "P14D"), ::with_duration
+        let fresh = service.rotate_access_token(&caller, &input).await?; // fresh.expose_access_token()
         // README: end
         Ok(())
     }

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use datahub_access_tokens::{
-    AccessTokenDuration, AuditEventKind, CreateAccessTokenInput, DurationPolicy, Error, RecordingAuditSink,
-    TokenService, DEFAULT_ALLOWED_DURATIONS,
+    AccessToken, AccessTokenDuration, AuditEventKind, CreateAccessTokenInput, DurationPolicy, Error,
+    RecordingAuditSink, RotateAccessTokenInput, TokenService, DEFAULT_ALLOWED_DURATIONS,
 };
 
 #[tokio::test]
@@ -22,7 +22,7 @@ async fn rotation_swaps_tokens_keeping_identity_and_duration() {
 
     let new = f
         .service
-        .rotate_access_token(&user(ALICE), &old_id, None)
+        .rotate_access_token(&user(ALICE), &RotateAccessTokenInput::keep_lifetime(&old_id))
         .await
         .unwrap();
     let new_id = id_of(&new);
@@ -73,13 +73,13 @@ async fn rotation_swaps_tokens_keeping_identity_and_duration() {
     // is told (as for revoke); to its owner it is a token they do not own.
     let err = f
         .service
-        .rotate_access_token(&user(ALICE), &old_id, None)
+        .rotate_access_token(&user(ALICE), &RotateAccessTokenInput::keep_lifetime(&old_id))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Unauthorized), "{err}");
     let err = f
         .service
-        .rotate_access_token(&user(MANAGER), &old_id, None)
+        .rotate_access_token(&user(MANAGER), &RotateAccessTokenInput::keep_lifetime(&old_id))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound), "{err}");
@@ -91,7 +91,10 @@ async fn a_given_duration_goes_through_the_policy() {
     let old = f.create_own(ALICE, "t").await;
     let new = f
         .service
-        .rotate_access_token(&user(ALICE), &id_of(&old), Some(AccessTokenDuration::OneHour))
+        .rotate_access_token(
+            &user(ALICE),
+            &RotateAccessTokenInput::with_duration(id_of(&old), AccessTokenDuration::OneHour),
+        )
         .await
         .unwrap();
     assert_eq!(new.metadata.unwrap().expires_at, Some(T0 + HOUR_MS));
@@ -102,11 +105,103 @@ async fn a_given_duration_goes_through_the_policy() {
     let old = strict.create_own(ALICE, "t").await;
     let err = strict
         .service
-        .rotate_access_token(&user(ALICE), &id_of(&old), Some(AccessTokenDuration::NoExpiry))
+        .rotate_access_token(
+            &user(ALICE),
+            &RotateAccessTokenInput::with_duration(id_of(&old), AccessTokenDuration::NoExpiry),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidInput(_)), "{err}");
     assert_eq!(strict.snapshot().await.len(), 1, "nothing changed");
+}
+
+#[tokio::test]
+async fn an_iso_duration_sets_the_new_lifetime() {
+    let f = Fixture::with_config(
+        config().with_duration_policy(DurationPolicy::parse("P1D,P2D,P30D", false).unwrap()),
+    );
+    let old = f.create_own(ALICE, "t").await;
+    f.clock.advance(HOUR_MS);
+    let new = f
+        .service
+        .rotate_access_token(
+            &user(ALICE),
+            &RotateAccessTokenInput::with_duration_iso(id_of(&old), "P2D"),
+        )
+        .await
+        .unwrap();
+    let metadata = new.metadata.as_ref().unwrap();
+    assert_eq!(metadata.created_at, T0 + HOUR_MS);
+    assert_eq!(
+        metadata.expires_at.map(|at| at - metadata.created_at),
+        Some(2 * DAY_MS)
+    );
+    let snapshot = f.snapshot().await;
+    assert_eq!(snapshot.len(), 1);
+    assert_eq!(snapshot[0].id, id_of(&new));
+}
+
+/// Rotating `old` with `input` fails with `expected`'s text and leaves the
+/// store as it was, the old token still validating.
+async fn refused_changing_nothing(
+    f: &Fixture,
+    old: &AccessToken,
+    input: RotateAccessTokenInput,
+    expected: &Error,
+) {
+    let before = f.snapshot().await;
+    let err = f
+        .service
+        .rotate_access_token(&user(ALICE), &input)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{input:?}: {err}");
+    assert_eq!(err.to_string(), expected.to_string(), "{input:?}");
+    assert_eq!(f.snapshot().await, before, "{input:?}: nothing changed");
+    let validated = f
+        .service
+        .validate_access_token(old.expose_access_token())
+        .await
+        .unwrap();
+    assert_eq!(validated.token_id, Some(id_of(old)));
+}
+
+#[tokio::test]
+async fn an_iso_duration_is_refused_as_create_refuses_it() {
+    // The default policy: P2D is well formed but not allowed.
+    let f = Fixture::new();
+    let old = f.create_own(ALICE, "t").await;
+    for iso in ["P2D", "P0D", "P1.5D", "PT", "two days", "P99999999999999999999D"] {
+        let create = CreateAccessTokenInput::personal_iso(ALICE, "t", iso);
+        let expected = f
+            .service
+            .create_access_token(&user(ALICE), create)
+            .await
+            .unwrap_err();
+        let input = RotateAccessTokenInput::with_duration_iso(id_of(&old), iso);
+        refused_changing_nothing(&f, &old, input, &expected).await;
+    }
+}
+
+#[tokio::test]
+async fn both_durations_at_once_are_refused() {
+    let f = Fixture::new();
+    let old = f.create_own(ALICE, "t").await;
+    let mut create = CreateAccessTokenInput::personal(ALICE, "t", AccessTokenDuration::OneDay);
+    create.duration_iso = Some("P1D".into());
+    let expected = f
+        .service
+        .create_access_token(&user(ALICE), create)
+        .await
+        .unwrap_err();
+    let text = expected.to_string();
+    assert!(
+        text.contains("duration ") && text.contains("durationIso"),
+        "{text}"
+    );
+    let mut input = RotateAccessTokenInput::with_duration(id_of(&old), AccessTokenDuration::OneDay);
+    input.duration_iso = Some("P1D".into());
+    refused_changing_nothing(&f, &old, input, &expected).await;
 }
 
 #[tokio::test]
@@ -121,7 +216,7 @@ async fn never_expiring_tokens_rotate_only_while_allowed() {
     let service = datahub_access_tokens::DataHubTokenService::new(strict, f.store.clone(), policies())
         .with_clock(f.clock.clone());
     let err = service
-        .rotate_access_token(&user(ALICE), &id_of(&old), None)
+        .rotate_access_token(&user(ALICE), &RotateAccessTokenInput::keep_lifetime(id_of(&old)))
         .await
         .unwrap_err();
     assert!(
@@ -133,7 +228,7 @@ async fn never_expiring_tokens_rotate_only_while_allowed() {
     // Still allowed where the policy allows it.
     let new = f
         .service
-        .rotate_access_token(&user(ALICE), &id_of(&old), None)
+        .rotate_access_token(&user(ALICE), &RotateAccessTokenInput::keep_lifetime(id_of(&old)))
         .await
         .unwrap();
     assert_eq!(new.metadata.unwrap().expires_at, None);
@@ -151,7 +246,7 @@ async fn a_kept_lifetime_goes_through_the_policy_too() {
     let service = datahub_access_tokens::DataHubTokenService::new(narrowed, f.store.clone(), policies())
         .with_clock(f.clock.clone());
     let err = service
-        .rotate_access_token(&user(ALICE), &id_of(&old), None)
+        .rotate_access_token(&user(ALICE), &RotateAccessTokenInput::keep_lifetime(id_of(&old)))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidInput(_)), "{err}");
@@ -164,7 +259,10 @@ async fn a_kept_lifetime_goes_through_the_policy_too() {
     assert_eq!(f.snapshot().await.len(), 1, "nothing changed");
     // An allowed duration, given, is what the rotation then takes.
     let new = service
-        .rotate_access_token(&user(ALICE), &id_of(&old), Some(AccessTokenDuration::OneMonth))
+        .rotate_access_token(
+            &user(ALICE),
+            &RotateAccessTokenInput::with_duration(id_of(&old), AccessTokenDuration::OneMonth),
+        )
         .await
         .unwrap();
     assert_eq!(new.metadata.unwrap().expires_at, Some(T0 + 30 * DAY_MS));
@@ -177,7 +275,7 @@ async fn who_may_rotate() {
     for intruder in [BOB, NOBODY] {
         let err = f
             .service
-            .rotate_access_token(&user(intruder), &alices, None)
+            .rotate_access_token(&user(intruder), &RotateAccessTokenInput::keep_lifetime(&alices))
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Unauthorized), "{intruder}: {err}");
@@ -185,7 +283,7 @@ async fn who_may_rotate() {
     // A manager may rotate anyone's token; the owner stays alice.
     let rotated = f
         .service
-        .rotate_access_token(&user(MANAGER), &alices, None)
+        .rotate_access_token(&user(MANAGER), &RotateAccessTokenInput::keep_lifetime(&alices))
         .await
         .unwrap();
     assert_eq!(rotated.metadata.as_ref().unwrap().owner_urn, user(ALICE));
@@ -194,14 +292,14 @@ async fn who_may_rotate() {
     let for_bob = id_of(&f.create(MANAGER, BOB, "b", AccessTokenDuration::OneDay).await);
     let err = f
         .service
-        .rotate_access_token(&user(BOB), &for_bob, None)
+        .rotate_access_token(&user(BOB), &RotateAccessTokenInput::keep_lifetime(&for_bob))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Unauthorized), "{err}");
     // Bad ids and expired tokens.
     let err = f
         .service
-        .rotate_access_token(&user(ALICE), "nope", None)
+        .rotate_access_token(&user(ALICE), &RotateAccessTokenInput::keep_lifetime("nope"))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("is not a token id"), "{err}");
@@ -209,7 +307,7 @@ async fn who_may_rotate() {
     f.clock.advance(HOUR_MS + 1);
     let err = f
         .service
-        .rotate_access_token(&user(ALICE), &short, None)
+        .rotate_access_token(&user(ALICE), &RotateAccessTokenInput::keep_lifetime(&short))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Expired), "{err}");
@@ -231,7 +329,7 @@ async fn a_token_is_not_rotated_once_it_stops_validating() {
     f.clock.set(T0 + HOUR_MS + 300);
     let err = f
         .service
-        .rotate_access_token(&user(ALICE), &id, None)
+        .rotate_access_token(&user(ALICE), &RotateAccessTokenInput::keep_lifetime(&id))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Expired), "{err}");
@@ -250,7 +348,11 @@ async fn concurrent_rotations_leave_exactly_one_token() {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..16 {
         let (f, id) = (f.clone(), id.clone());
-        tasks.spawn(async move { f.service.rotate_access_token(&user(ALICE), &id, None).await });
+        tasks.spawn(async move {
+            f.service
+                .rotate_access_token(&user(ALICE), &RotateAccessTokenInput::keep_lifetime(&id))
+                .await
+        });
     }
     let mut won = 0;
     while let Some(result) = tasks.join_next().await {

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use datahub_access_tokens::{
-    async_trait, AccessToken, AccessTokenClaims, AccessTokenDuration, AccessTokenMetadata, AccessTokenType,
-    CreateAccessTokenInput, Error, ListAccessTokenInput, ListAccessTokenResult, Result, TokenService, Urn,
-    ValidatedAccessToken,
+    async_trait, AccessToken, AccessTokenClaims, AccessTokenMetadata, AccessTokenType,
+    CreateAccessTokenInput, Error, ListAccessTokenInput, ListAccessTokenResult, Result,
+    RotateAccessTokenInput, TokenService, Urn, ValidatedAccessToken,
 };
 
 /// Accepts the token "good" as alice; knows nothing else.
@@ -25,12 +25,7 @@ impl TokenService for FakeService {
     async fn revoke_access_token(&self, _: &Urn, _: &str) -> Result<()> {
         Err(Error::Unauthorized)
     }
-    async fn rotate_access_token(
-        &self,
-        _: &Urn,
-        _: &str,
-        _: Option<AccessTokenDuration>,
-    ) -> Result<AccessToken> {
+    async fn rotate_access_token(&self, _: &Urn, _: &RotateAccessTokenInput) -> Result<AccessToken> {
         Err(Error::Unauthorized)
     }
     async fn get_access_token_metadata(&self, _: &Urn, _: &str) -> Result<AccessTokenMetadata> {

@@ -6,7 +6,7 @@
 //!   createAccessToken(input: CreateAccessTokenInput!): AccessToken
 //!   revokeAccessToken(tokenId: String!): Boolean!
 //!   # Ours, beyond DataHub's schema:
-//!   rotateAccessToken(tokenId: String!, duration: AccessTokenDuration): AccessToken
+//!   rotateAccessToken(tokenId: String!, duration: AccessTokenDuration, durationIso: String): AccessToken
 //! }
 //! type Query {
 //!   listAccessTokens(input: ListAccessTokenInput!): ListAccessTokenResult!

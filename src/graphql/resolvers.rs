@@ -11,6 +11,7 @@ use super::types::{
     ListAccessTokenResult,
 };
 use super::Caller;
+use crate::model::RotateAccessTokenInput;
 use crate::service::TokenService;
 use crate::urn::Urn;
 
@@ -108,17 +109,22 @@ impl MutationRoot {
     }
     /// Beyond DataHub: replaces a token by a new one with the same actor,
     /// owner, name and description, atomically; the old one stops working.
+    /// The new token lasts `duration` or `durationIso` (at most one), or as
+    /// long as the old one was made to last.
     async fn rotate_access_token(
         &self,
         ctx: &Context<'_>,
         token_id: String,
         duration: Option<AccessTokenDuration>,
+        duration_iso: Option<String>,
     ) -> async_graphql::Result<Option<AccessToken>> {
         let (service, caller) = service_and_caller(ctx)?;
-        match service
-            .rotate_access_token(caller, &token_id, duration.map(Into::into))
-            .await
-        {
+        let input = RotateAccessTokenInput {
+            token_id,
+            duration: duration.map(Into::into),
+            duration_iso,
+        };
+        match service.rotate_access_token(caller, &input).await {
             Ok(rotated) => Ok(Some(rotated.into())),
             // Nullable, as createAccessToken: `{"rotateAccessToken": null}` plus the error.
             Err(error) => {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use datahub_access_tokens::store::postgres::{PostgresStoreOptions, PostgresTokenStore};
 use datahub_access_tokens::store::ListQuery;
 use datahub_access_tokens::{
-    AccessTokenDuration, CreateAccessTokenInput, DataHubTokenService, Error, TokenService,
-    TokenServiceConfig, TokenStore, Urn,
+    AccessTokenDuration, CreateAccessTokenInput, DataHubTokenService, Error, RotateAccessTokenInput,
+    TokenService, TokenServiceConfig, TokenStore, Urn,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -363,7 +363,9 @@ pub async fn a_rotation_whose_commit_answer_is_lost_is_not_reported_failed(url: 
     let (old, old_id) = create(&a, &alice, 1).await.unwrap();
 
     proxy.cut_after_next_commit();
-    let rotated = a.rotate_access_token(&alice, &old_id, None).await;
+    let rotated = a
+        .rotate_access_token(&alice, &RotateAccessTokenInput::keep_lifetime(&old_id))
+        .await;
     let new = rotated.expect("the rotation committed, so it succeeded");
     b.validate_access_token(new.expose_access_token())
         .await
