@@ -348,11 +348,12 @@ pub async fn a_stuck_owner_lock_does_not_drain_the_pool(url: String) {
     drop_schema(&admin, &schema).await;
 }
 
-/// The server commits a rotation but its answer to the `COMMIT` is lost
-/// (the connection drops at that moment). The rotation happened, so it must
-/// not be reported failed: its caller would keep the old token, now revoked,
-/// and never get the new one.
-pub async fn a_rotation_whose_commit_answer_is_lost_is_not_reported_failed(url: String) {
+/// The server commits a write but its answer to the `COMMIT` is lost (the
+/// connection drops at that moment). The write happened, so it must not be
+/// reported failed: a creation's caller would never get a token that exists
+/// (and counts against the owner's limit); a rotation's would keep the old
+/// token, now revoked, and never get the new one.
+pub async fn writes_whose_commit_answer_is_lost_are_not_reported_failed(url: String) {
     let admin = admin(&url).await;
     let schema = fresh_schema("commit_lost");
     let config = TokenServiceConfig::generate().unwrap();
@@ -360,7 +361,15 @@ pub async fn a_rotation_whose_commit_answer_is_lost_is_not_reported_failed(url: 
     let a = service(&config, store_a.clone());
     let b = service(&config, store(&url, options(&schema)).await);
     let alice = Urn::corp_user("alice").unwrap();
-    let (old, old_id) = create(&a, &alice, 1).await.unwrap();
+
+    // A creation within the owner's limit (the default).
+    proxy.cut_after_next_commit();
+    let (old, old_id) = create(&a, &alice, 1)
+        .await
+        .expect("the creation committed, so it succeeded");
+    b.validate_access_token(&old)
+        .await
+        .expect("the created token validates");
 
     proxy.cut_after_next_commit();
     let rotated = a

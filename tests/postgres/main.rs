@@ -85,8 +85,8 @@ const TESTS: &[Test] = &[
         Box::pin(failures::an_unreachable_server_is_named_at_connect(url))
     }),
     (
-        "a_rotation_whose_commit_answer_is_lost_is_not_reported_failed",
-        |url| Box::pin(failures::a_rotation_whose_commit_answer_is_lost_is_not_reported_failed(url)),
+        "writes_whose_commit_answer_is_lost_are_not_reported_failed",
+        |url| Box::pin(failures::writes_whose_commit_answer_is_lost_are_not_reported_failed(url)),
     ),
 ];
 

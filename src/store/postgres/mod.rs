@@ -192,9 +192,12 @@ pub struct CacheStats {
 /// * **Database outages** make calls fail with [`Error::Storage`] within the
 ///   operation timeout; each call is one transaction, so nothing is ever
 ///   half-written, and the pool and listener recover by themselves. A
-///   [`replace`](TokenStore::replace) whose `COMMIT` goes unanswered (the
-///   connection drops, the timeout passes) asks the server whether its
-///   transaction committed before it reports failure.
+///   [`replace`](TokenStore::replace), or an insert within an owner's
+///   limit, whose `COMMIT` goes unanswered (the connection drops, the
+///   timeout passes) asks the server whether its transaction committed
+///   before it reports failure. (An insert without a limit is one
+///   statement, committed as it runs: a lost answer there is still
+///   reported as a failure.)
 /// * **Any default isolation.** Writes run at `READ COMMITTED` whatever
 ///   `default_transaction_isolation` the server, role or pool sets. Where
 ///   that is already the default (PostgreSQL's own), as checked when the
@@ -330,7 +333,7 @@ impl Statements {
                    INSERT INTO {table} ({columns}) \
                    SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM state WHERE NOT taken AND live < $10 \
                    ON CONFLICT (id) DO NOTHING RETURNING 1) \
-                 SELECT taken, live, EXISTS (SELECT 1 FROM inserted) FROM state"
+                 SELECT taken, live, EXISTS (SELECT 1 FROM inserted), txid_current() FROM state"
             ),
             get: format!("SELECT {columns} FROM {table} WHERE id = $1"),
             exists: format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1)"),
@@ -532,6 +535,24 @@ impl PostgresTokenStore {
         }
     }
 
+    /// The outcome of a write whose transaction put its id in `committing`
+    /// just before sending `COMMIT`: a failure after that (the answer lost,
+    /// the timeout passed) is checked against the server, and if the
+    /// transaction committed, the outcome is `committed`, what the write
+    /// gives when answered. Reporting a write that committed as failed
+    /// would lose a token: a rotation's caller keeps the old one, revoked,
+    /// and a creation's never sees the new one (which still counts against
+    /// its owner's limit).
+    async fn settled<T>(&self, outcome: Result<T>, committing: &OnceLock<i64>, committed: T) -> Result<T> {
+        match (outcome, committing.get()) {
+            (Err(error), Some(&xid)) if self.committed(xid).await => {
+                tracing::warn!(%error, "PostgreSQL: the answer to a COMMIT was lost, but the transaction committed");
+                Ok(committed)
+            }
+            (outcome, _) => outcome,
+        }
+    }
+
     async fn timed<T>(
         &self,
         context: &str,
@@ -663,6 +684,7 @@ impl TokenStore for PostgresTokenStore {
         let owner = &token.info.owner_urn;
         let lock_key = format!("{} {owner}", self.inner.names.qualified);
         let max_live = i64::try_from(limit.max_live).unwrap_or(i64::MAX);
+        let committing = OnceLock::new();
         let outcome = self
             .timed("PostgreSQL: inserting a token within its owner's limit", async {
                 let mut tx = self.inner.pool.begin_with(BEGIN_WRITE).await?;
@@ -675,8 +697,8 @@ impl TokenStore for PostgresTokenStore {
                     .bind(max_live)
                     .fetch_one(&mut *tx)
                     .await?;
-                let (taken, live, inserted): (bool, i64, bool) =
-                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                let (taken, live, inserted, xid): (bool, i64, bool, i64) =
+                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
                 if live >= max_live && !taken {
                     return Ok(LimitedInsert::Full);
                 }
@@ -684,10 +706,12 @@ impl TokenStore for PostgresTokenStore {
                 if !inserted {
                     return Ok(LimitedInsert::Exists);
                 }
+                let _ = committing.set(xid);
                 tx.commit().await?;
                 Ok(LimitedInsert::Done)
             })
-            .await?;
+            .await;
+        let outcome = self.settled(outcome, &committing, LimitedInsert::Done).await?;
         match outcome {
             LimitedInsert::Done => {
                 cache.insert(&token.id, ticket);
@@ -749,15 +773,7 @@ impl TokenStore for PostgresTokenStore {
                 Ok(Ok(()))
             })
             .await;
-        // Reporting a replacement that committed as failed would lose a
-        // token: the caller keeps the old one, revoked, and never gets the new.
-        let outcome = match (outcome, committing.get()) {
-            (Err(error), Some(&xid)) if self.committed(xid).await => {
-                tracing::warn!(%error, "PostgreSQL: the answer to a token replacement's COMMIT was lost, but it committed");
-                Ok(Ok(()))
-            }
-            (outcome, _) => outcome,
-        };
+        let outcome = self.settled(outcome, &committing, Ok(())).await;
         // Even a failed commit may have landed: forget the old id either
         // way. The delete trigger tells the other replicas.
         cache.remove([old_id]);
