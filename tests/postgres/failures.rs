@@ -362,11 +362,25 @@ pub async fn writes_whose_commit_answer_is_lost_are_not_reported_failed(url: Str
     let b = service(&config, store(&url, options(&schema)).await);
     let alice = Urn::corp_user("alice").unwrap();
 
+    // Each step must meet a lost answer, or it tests nothing.
+    let answers_lost = || {
+        logs()
+            .iter()
+            .filter(|line| line.contains("the answer to a COMMIT was lost"))
+            .count()
+    };
+    let lost_before = answers_lost();
+
     // A creation within the owner's limit (the default).
     proxy.cut_after_next_commit();
     let (old, old_id) = create(&a, &alice, 1)
         .await
         .expect("the creation committed, so it succeeded");
+    assert_eq!(
+        answers_lost(),
+        lost_before + 1,
+        "the proxy cut the creation's answer"
+    );
     b.validate_access_token(&old)
         .await
         .expect("the created token validates");
@@ -376,6 +390,11 @@ pub async fn writes_whose_commit_answer_is_lost_are_not_reported_failed(url: Str
         .rotate_access_token(&alice, &RotateAccessTokenInput::keep_lifetime(&old_id))
         .await;
     let new = rotated.expect("the rotation committed, so it succeeded");
+    assert_eq!(
+        answers_lost(),
+        lost_before + 2,
+        "the proxy cut the rotation's answer"
+    );
     b.validate_access_token(new.expose_access_token())
         .await
         .expect("the new token validates");

@@ -195,9 +195,10 @@ pub struct CacheStats {
 ///   [`replace`](TokenStore::replace), or an insert within an owner's
 ///   limit, whose `COMMIT` goes unanswered (the connection drops, the
 ///   timeout passes) asks the server whether its transaction committed
-///   before it reports failure. (An insert without a limit is one
-///   statement, committed as it runs: a lost answer there is still
-///   reported as a failure.)
+///   before it reports failure, for at most one more operation timeout; a
+///   transaction still committing after that is reported as failed, and
+///   may yet commit. An insert without a limit is not checked so: a lost
+///   answer there is reported as a failure.
 /// * **Any default isolation.** Writes run at `READ COMMITTED` whatever
 ///   `default_transaction_isolation` the server, role or pool sets. Where
 ///   that is already the default (PostgreSQL's own), as checked when the
@@ -409,19 +410,21 @@ impl PostgresTokenStore {
         let context = format!("PostgreSQL: creating or upgrading the table {}", names.qualified);
         match tokio::time::timeout(timeout, schema::migrate(&pool, &names)).await {
             Ok(Ok(())) => {}
-            // The pool says only that it timed out; one connection of our
-            // own says why (refused, unknown host, TLS required, ...).
-            Ok(Err(MigrateError::Database(sqlx::Error::PoolTimedOut))) => {
+            Ok(Err(MigrateError::Database(e))) if !matches!(e, sqlx::Error::PoolTimedOut) => {
+                return Err(Error::storage(context, e))
+            }
+            Ok(Err(too_new @ MigrateError::TooNew { .. })) => return Err(Error::storage(context, too_new)),
+            // No connection within the timeout (the pool's or ours), which
+            // says nothing of why: one connection of our own says it, if it
+            // fails too (refused, unknown host, TLS required, ...).
+            Ok(Err(_)) | Err(_) => {
                 let connect_options = pool.connect_options();
                 let why = tokio::time::timeout(timeout, PgConnection::connect_with(&connect_options));
                 return Err(match why.await {
                     Ok(Err(e)) => Error::storage(context, e),
-                    _ => Error::storage(context, sqlx::Error::PoolTimedOut),
+                    _ => Error::storage(context, TimedOut(timeout)),
                 });
             }
-            Ok(Err(MigrateError::Database(e))) => return Err(Error::storage(context, e)),
-            Ok(Err(too_new)) => return Err(Error::storage(context, too_new)),
-            Err(_) => return Err(Error::storage(context, TimedOut(timeout))),
         }
         let shared = Arc::new(Shared {
             cache: ExistsCache::new(options.cache_capacity),
