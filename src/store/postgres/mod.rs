@@ -171,6 +171,8 @@ pub struct CacheStats {
 }
 
 /// A [`TokenStore`] in PostgreSQL, for services running as several replicas.
+/// Needs PostgreSQL 11 or later (its triggers use `EXECUTE FUNCTION`; the
+/// in-doubt `COMMIT` check uses `txid_status`, from 10); tested on 15.
 ///
 /// * **One table for every replica.** Created on first use by versioned,
 ///   idempotent migrations ([`SCHEMA_VERSION`]) run in one transaction under
