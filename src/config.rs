@@ -481,20 +481,15 @@ impl TokenServiceConfig {
         let dir = dir.as_ref();
         let lookup = process_env()?;
         let keys_from_env = lookup(ENV_SIGNING_KEY).is_some() || lookup(ENV_SALT).is_some();
-        let key_file = dir.join(SECRETS_FILE_NAME);
-        // Absent for sure; an unreadable path is left to the read to report.
-        if !keys_from_env && matches!(key_file.try_exists(), Ok(false)) {
-            let held = store.list(&crate::store::ListQuery::all(0)).await?.total;
-            if held > 0 {
-                return Err(Error::Config(format!(
-                    "{} is missing, but the token store holds tokens ({held}) signed with the key it held: \
-                     a new key would make them all invalid. Restore the file, or set {ENV_SIGNING_KEY} \
-                     and {ENV_SALT}",
-                    key_file.display()
-                )));
-            }
-        }
-        Self::load_or_generate_checked(dir, lookup, NewKeyCheck::Done)
+        // Counted only when the key file is absent for sure (an unreadable
+        // path is left to the read to report): loading one asks no store.
+        let absent = matches!(dir.join(SECRETS_FILE_NAME).try_exists(), Ok(false));
+        let held = if !keys_from_env && absent {
+            store.list(&crate::store::ListQuery::all(0)).await?.total
+        } else {
+            0
+        };
+        Self::load_or_generate_checked(dir, lookup, NewKeyCheck::StoreHolds(held))
     }
 
     fn load_or_generate_with(dir: &std::path::Path, lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
@@ -533,13 +528,13 @@ impl TokenServiceConfig {
     }
 }
 
-/// What is checked before a new key file is made.
+/// What must hold no tokens before a new key file is made.
 #[cfg(feature = "fs")]
 enum NewKeyCheck {
-    /// The directory holds no [`FileTokenStore`](crate::FileTokenStore) log.
+    /// The directory, as a [`FileTokenStore`](crate::FileTokenStore) log.
     NoTokenLog,
-    /// Checked already, against the store itself.
-    Done,
+    /// The store, which holds this many tokens.
+    StoreHolds(usize),
 }
 
 #[cfg(feature = "fs")]
@@ -569,13 +564,19 @@ fn load_or_create_secrets(dir: &std::path::Path, new_key_check: NewKeyCheck) -> 
     }
     // A new key would make every token already in the directory fail to
     // verify: the key file was lost or moved, and making one hides that.
-    let log = dir.join(crate::store::file::LOG_FILE_NAME);
-    if matches!(new_key_check, NewKeyCheck::NoTokenLog) && log.exists() {
+    let holder = match new_key_check {
+        NewKeyCheck::NoTokenLog => {
+            let log = dir.join(crate::store::file::LOG_FILE_NAME);
+            log.exists().then(|| format!("{} may hold tokens", log.display()))
+        }
+        NewKeyCheck::StoreHolds(0) => None,
+        NewKeyCheck::StoreHolds(held) => Some(format!("the token store holds tokens ({held})")),
+    };
+    if let Some(holder) = holder {
         return Err(Error::Config(format!(
-            "{} is missing, but {} may hold tokens signed with the key it held: a new key would \
-             make them all invalid. Restore the file, or set {ENV_SIGNING_KEY} and {ENV_SALT}",
-            path.display(),
-            log.display()
+            "{} is missing, but {holder} signed with the key it held: a new key would make them all \
+             invalid. Restore the file, or set {ENV_SIGNING_KEY} and {ENV_SALT}",
+            path.display()
         )));
     }
     fsutil::create_private_dir(dir).map_err(|e| storage("creating the directory of", e))?;

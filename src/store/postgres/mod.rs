@@ -308,7 +308,6 @@ struct Statements {
     exists: String,
     delete: String,
     delete_for_replace: String,
-    transaction_status: String,
     delete_expired: String,
     record_last_used: String,
 }
@@ -344,7 +343,6 @@ impl Statements {
             // The transaction's id, to learn later whether it committed
             // should the answer to its COMMIT be lost (see `replace`).
             delete_for_replace: format!("DELETE FROM {table} WHERE id = $1 RETURNING txid_current()"),
-            transaction_status: "SELECT txid_status($1)".to_owned(),
             delete_expired: format!("DELETE FROM {table} WHERE expires_at < $1 RETURNING id"),
             // Forward only; one row write per token however often it appears.
             record_last_used: format!(
@@ -525,7 +523,7 @@ impl PostgresTokenStore {
     async fn committed(&self, xid: i64) -> bool {
         let deadline = tokio::time::Instant::now() + self.inner.operation_timeout;
         loop {
-            let status = sqlx::query_scalar::<_, Option<String>>(&self.inner.statements.transaction_status)
+            let status = sqlx::query_scalar::<_, Option<String>>("SELECT txid_status($1)")
                 .bind(xid)
                 .fetch_one(&self.inner.pool);
             match tokio::time::timeout_at(deadline, status).await {
