@@ -332,6 +332,11 @@ impl Index {
     /// absent or `>= now_ms`). Expired tokens sit together in listing order,
     /// so this costs a lookup plus one step per expired (unpurged) token,
     /// not one per token.
+    /// How many tokens `owner` holds, expired (unpurged) ones included.
+    pub(crate) fn count_of_owner(&self, owner: &Urn) -> usize {
+        self.by_owner.get(owner).map_or(0, BTreeSet::len)
+    }
+
     pub(crate) fn live_count_of_owner(&self, owner: &Urn, now_ms: i64) -> usize {
         self.by_owner.get(owner).map_or(0, |tokens| {
             let expired = tokens
@@ -510,10 +515,16 @@ impl TokenStore for MemoryTokenStore {
         let mut index = self.write();
         if let Some(limit) = limit {
             let owner = &token.info.owner_urn;
-            let full = Index::check_owner_limit(owner, index.live_count_of_owner(owner, limit.now_ms), limit);
-            // A duplicate id is AlreadyExists even at the limit (below).
-            if full.is_err() && index.get(&token.id).is_none() {
-                return full;
+            // Fewer tokens than the limit, expired ones included, leave room
+            // without counting: the common case costs no walk of the
+            // owner's cold index nodes (create/datahub: -0.5 us of 4.4).
+            if index.count_of_owner(owner) >= limit.max_live {
+                let live = index.live_count_of_owner(owner, limit.now_ms);
+                let full = Index::check_owner_limit(owner, live, limit);
+                // A duplicate id is AlreadyExists even at the limit (below).
+                if full.is_err() && index.get(&token.id).is_none() {
+                    return full;
+                }
             }
         }
         index.insert(token)
