@@ -101,9 +101,10 @@ impl FromStr for AccessTokenDuration {
 /// A positive ISO-8601 duration such as `P30D` or `PT1H`, as DataHub's
 /// `durationIso` reads it: a year is 365 days, a month 30 days, a week 7 days.
 ///
-/// Components must be whole numbers and appear in the standard order
-/// (`PnYnMnWnDTnHnMnS`). Two values are equal when they last equally long,
-/// so `P1W == P7D`.
+/// Components must appear in the standard order (`PnYnMnWnDTnHnMnS`) and
+/// be whole numbers, except seconds, which may have a fraction (`PT0.5S`),
+/// rounded to the millisecond as DataHub rounds it. Two values are equal
+/// when they last equally long, so `P1W == P7D`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct IsoDuration {
@@ -190,19 +191,37 @@ fn parse_iso_millis(text: &str) -> std::result::Result<i64, String> {
             if digits == 0 {
                 return Err(format!("expected a number at {rest:?}"));
             }
-            let designator = rest[digits..].chars().next().ok_or("a number lacks its unit")?;
+            // DataHub's grammar allows a fraction on seconds only (`PT0.5S`).
+            let number = match rest[digits..].strip_prefix('.') {
+                Some(fraction) => {
+                    let len = fraction
+                        .find(|c: char| !c.is_ascii_digit())
+                        .unwrap_or(fraction.len());
+                    if len == 0 || !fraction[len..].starts_with('S') {
+                        return Err("only seconds may have a fraction, as in PT0.5S".into());
+                    }
+                    digits + 1 + len
+                }
+                None => digits,
+            };
+            let designator = rest[number..].chars().next().ok_or("a number lacks its unit")?;
             let position = units[next_unit..]
                 .iter()
                 .position(|(d, _)| *d == designator)
                 .ok_or_else(|| format!("unexpected or out-of-order unit {designator:?}"))?;
             let unit_ms = units[next_unit + position].1;
             next_unit += position + 1;
-            let count: i64 = rest[..digits].parse().map_err(|_| "number too large")?;
-            total = count
-                .checked_mul(unit_ms)
-                .and_then(|ms| total.checked_add(ms))
-                .ok_or("too long")?;
-            rest = &rest[digits + 1..];
+            let ms = if number == digits {
+                let count: i64 = rest[..digits].parse().map_err(|_| "number too large")?;
+                count.checked_mul(unit_ms)
+            } else {
+                // As DataHub: `Math.round(seconds * 1000)` in doubles.
+                let seconds: f64 = rest[..number].parse().map_err(|_| "not a number")?;
+                let ms = (seconds * 1000.0).round();
+                (ms < i64::MAX as f64).then_some(ms as i64)
+            };
+            total = ms.and_then(|ms| total.checked_add(ms)).ok_or("too long")?;
+            rest = &rest[number + 1..];
         }
     }
     if total <= 0 {
@@ -456,6 +475,36 @@ mod tests {
         assert_eq!(
             IsoDuration::parse("P1W").unwrap(),
             IsoDuration::parse("P7D").unwrap()
+        );
+    }
+
+    #[test]
+    fn seconds_may_have_a_fraction_as_in_datahub() {
+        // DataHub's IsoDurationParser: `(\d+(?:\.\d+)?)S`, Math.round(seconds * 1000).
+        let ms = |s: &str| IsoDuration::parse(s).map(|d| d.millis());
+        assert_eq!(ms("PT1.5S").unwrap(), 1500);
+        assert_eq!(ms("PT3600.000S").unwrap(), HOUR_MS);
+        assert_eq!(ms("pt0.0005s").unwrap(), 1, "half a millisecond rounds up");
+        assert_eq!(ms("P1DT1M0.25S").unwrap(), DAY_MS + 60_000 + 250);
+        for bad in [
+            "PT0.0004S",
+            "PT1.S",
+            "PT.5S",
+            "PT1.5H",
+            "P1.5S",
+            "PT1.5.5S",
+            "PT1,5S",
+        ] {
+            assert!(IsoDuration::parse(bad).is_err(), "{bad:?} should fail");
+        }
+        let err = IsoDuration::parse("PT1.5M").unwrap_err().to_string();
+        assert!(err.contains("only seconds may have a fraction"), "{err}");
+        // So a lifetime written in seconds meets the allowed list as in DataHub.
+        assert_eq!(
+            DurationPolicy::default()
+                .resolve(None, Some("PT3600.0S"))
+                .unwrap(),
+            Some(HOUR_MS)
         );
     }
 
