@@ -28,21 +28,20 @@ impl ScalarType for Long {
     }
 }
 
-/// The kind of access token (GraphQL `AccessTokenType`).
+/// The kind of access token (GraphQL `AccessTokenType`). DataHub's enum has
+/// PERSONAL only: session tokens are minted at login, never requested here,
+/// so `type: SESSION` is refused as the document error it is in DataHub.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[graphql(name = "AccessTokenType")]
 pub(crate) enum AccessTokenType {
     /// Generates a personal access token.
     Personal,
-    /// A stateless token minted at login (not creatable through this API).
-    Session,
 }
 
 impl From<AccessTokenType> for model::AccessTokenType {
     fn from(t: AccessTokenType) -> Self {
         match t {
             AccessTokenType::Personal => model::AccessTokenType::Personal,
-            AccessTokenType::Session => model::AccessTokenType::Session,
         }
     }
 }
