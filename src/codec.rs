@@ -766,6 +766,38 @@ mod tests {
     }
 
     #[test]
+    fn token_types_and_exp_forms_as_datahub_reads_them() {
+        let key = TokenServiceConfig::insecure_datahub_defaults();
+        let verify = |type_and_exp: &str| {
+            let claims = format!(r#"{{"version":"2","actorType":"USER","actorId":"x",{type_and_exp}}}"#);
+            codec().verify(&forge(
+                r#"{"alg":"HS256"}"#,
+                &claims,
+                key.expose_signing_key().as_bytes(),
+            ))
+        };
+        // DataHub reads `type` with TokenType.valueOf: its names exactly.
+        for (claim, token_type) in [
+            ("PERSONAL", AccessTokenType::Personal),
+            ("SESSION", AccessTokenType::Session),
+            ("SERVICE_ACCOUNT", AccessTokenType::ServiceAccount),
+        ] {
+            let claims = verify(&format!(r#""type":"{claim}""#)).unwrap();
+            assert_eq!(claims.token_type(), token_type);
+        }
+        for claim in [r#""personal""#, r#""ADMIN""#, r#""""#] {
+            let err = verify(&format!(r#""type":{claim}"#)).unwrap_err().to_string();
+            assert!(err.contains("unknown token type"), "{claim}: {err}");
+        }
+        // A null exp is no exp (jjwt reads it so); a fraction is cut to the second.
+        assert_eq!(verify(r#""type":"PERSONAL","exp":null"#).unwrap().exp(), None);
+        assert_eq!(
+            verify(r#""type":"PERSONAL","exp":1700000000.9"#).unwrap().exp(),
+            Some(1_700_000_000)
+        );
+    }
+
+    #[test]
     fn rejects_what_it_must() {
         let key = TokenServiceConfig::insecure_datahub_defaults()
             .expose_signing_key()
