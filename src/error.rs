@@ -53,7 +53,8 @@ pub enum Error {
     InvalidToken(String),
 
     /// The presented token's `exp` has passed. A stored token is deleted.
-    #[error("Token has expired")]
+    /// (DataHub's own words, with their full stop.)
+    #[error("Failed to validate DataHub token. Token has expired.")]
     Expired,
 
     /// The presented token is genuine but no longer in the store.

@@ -127,7 +127,13 @@ async fn failed_validations_and_purges_are_reported() {
         Some(id_of(&expiring)),
         "the expired token is deleted on validation"
     );
-    assert_eq!(failure(7), ("Token has expired".into(), Some(id_of(&expiring))));
+    assert_eq!(
+        failure(7),
+        (
+            "Failed to validate DataHub token. Token has expired.".into(),
+            Some(id_of(&expiring))
+        )
+    );
     assert_eq!(events[8].token_id, Some(id_of(&purged)));
     assert_eq!(events[8].caller, None, "purges are system jobs");
 }

@@ -163,7 +163,10 @@ async fn expired_stored_token_is_deleted_and_rejected() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Expired), "{err:?}");
-    assert_eq!(err.to_string(), "Token has expired");
+    assert_eq!(
+        err.to_string(),
+        "Failed to validate DataHub token. Token has expired."
+    );
     assert!(
         !f.store.contains(&hour_id).await.unwrap(),
         "the expired record was kept"
