@@ -51,6 +51,20 @@ async fn using_the_library() -> Outcome {
     Ok(())
 }
 
+#[rustfmt::skip]
+#[cfg(feature = "fs")]
+async fn file_store() -> Outcome {
+    // README: begin
+    use datahub_access_tokens::{DataHubTokenService, FileTokenStore, Policies, TokenServiceConfig};
+
+    let dir = "/var/lib/datahub-tokens";
+    let config = TokenServiceConfig::load_or_generate_in(dir)?; // env key/salt, or generated once and kept (0600)
+    let store = FileTokenStore::open(dir).await?;               // exclusive: a second opener gets a clear error
+    let service = DataHubTokenService::new(config, store, Policies::datahub_defaults());
+    // README: end
+    Ok(())
+}
+
 #[cfg(feature = "postgres")]
 mod postgres_store {
     use datahub_access_tokens::{DataHubTokenService, Policies, TokenServiceConfig};
@@ -73,20 +87,6 @@ mod postgres_store {
         // README: end
         Ok(())
     }
-}
-
-#[rustfmt::skip]
-#[cfg(feature = "fs")]
-async fn file_store() -> Outcome {
-    // README: begin
-    use datahub_access_tokens::{DataHubTokenService, FileTokenStore, Policies, TokenServiceConfig};
-
-    let dir = "/var/lib/datahub-tokens";
-    let config = TokenServiceConfig::load_or_generate_in(dir)?; // env key/salt, or generated once and kept (0600)
-    let store = FileTokenStore::open(dir).await?;               // exclusive: a second opener gets a clear error
-    let service = DataHubTokenService::new(config, store, Policies::datahub_defaults());
-    // README: end
-    Ok(())
 }
 
 /// The short examples of "Beyond DataHub", over what they take as given.
