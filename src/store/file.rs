@@ -111,6 +111,15 @@
 //! Expired tokens are dropped once deleted (by [`delete_expired`], by DataHub's
 //! cleanup job or by validating them); a compaction deletes nothing by itself.
 //!
+//! A compaction writes each token as an insert record carrying the
+//! `lastUsedAt` its last-used records set, 8 bytes more than an absent one.
+//! So an insert or replace is refused ([`Error::InvalidInput`]) unless its
+//! record fits the 2^30-byte payload limit with 8 bytes to spare, and every
+//! record a compaction writes fits it. Should one not fit all the same
+//! (a token an earlier build stored within 8 bytes of the limit), the
+//! compaction fails and the old log stays in place; if it was the upgrade of
+//! a log of format 1 or 2, the open fails.
+//!
 //! [`delete_expired`]: TokenStore::delete_expired
 
 use std::collections::HashMap;
@@ -1227,9 +1236,26 @@ impl Shared {
             let mut batch_at = chunk.len();
             format::open_batch(&mut chunk);
             let mut len = 0u64;
+            let max_payload = self.max_payload();
             let index = self.memory.read();
             for token in index.values() {
+                let at = chunk.len();
                 format::encode_insert(&mut chunk, token);
+                // Inserts and replaces leave room for a last use, but a log
+                // written by an earlier build may hold a token without it:
+                // keep the old log rather than put one the reader refuses
+                // in its place.
+                let payload = chunk.len() - at - format::RECORD_HEADER_LEN;
+                if payload > max_payload {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "a token store record of {payload} bytes (token id {}) exceeds the limit of \
+                             {max_payload}; the log is kept as it was",
+                            token.id
+                        ),
+                    ));
+                }
                 if chunk.len() >= COMPACT_CHUNK {
                     format::seal_batch(&mut chunk[batch_at..]);
                     self.write_bytes(&mut file, &chunk)?;
@@ -1315,12 +1341,30 @@ fn refuse_nul(token: &StoredAccessToken) -> Result<()> {
     }
 }
 
+/// Refuses the record storing a token (an insert, or a replace, which holds
+/// the new token's insert and more) unless it fits the limit with
+/// [`format::LAST_USED_HEADROOM`] to spare: a compaction writes each live
+/// token back as one insert record with the `lastUsedAt` its uses have set
+/// since, and must not write one the reader refuses.
+fn refuse_outgrowing(record: &[u8], max_payload: usize) -> Result<()> {
+    let len = record.len() - format::RECORD_HEADER_LEN;
+    let rewritten = len + format::LAST_USED_HEADROOM;
+    if rewritten <= max_payload {
+        return Ok(());
+    }
+    Err(Error::invalid_input(format!(
+        "a token store record of {len} bytes, {rewritten} once the token's last use is recorded, \
+         exceeds the limit of {max_payload}"
+    )))
+}
+
 #[async_trait]
 impl TokenStore for FileTokenStore {
     async fn insert_within_limit(&self, token: StoredAccessToken, limit: Option<OwnerLimit>) -> Result<()> {
         refuse_nul(&token)?;
         let mut record = Vec::with_capacity(256);
         format::encode_insert(&mut record, &token);
+        refuse_outgrowing(&record, self.shared.max_payload())?;
         self.submit(move |state, index| {
             Ok(match state.lookup(index, &token.id) {
                 (Some(_), false) => return Err(Error::AlreadyExists { id: token.id }),
@@ -1358,6 +1402,7 @@ impl TokenStore for FileTokenStore {
         refuse_nul(&new)?;
         let mut record = Vec::with_capacity(256);
         format::encode_replace(&mut record, old_id, &new);
+        refuse_outgrowing(&record, self.shared.max_payload())?;
         self.submit(move |state, index| {
             Ok(
                 match (state.lookup(index, old_id), state.lookup(index, &new.id)) {

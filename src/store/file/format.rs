@@ -96,6 +96,12 @@ pub(crate) fn encode_insert(out: &mut Vec<u8>, token: &StoredAccessToken) {
     });
 }
 
+/// What a token's insert record can grow by once written: a use sets its
+/// absent `lastUsedAt` (the 1-byte flag) to a present one (the flag and an
+/// `i64`). The use is recorded apart, in a last-used record, but a compaction
+/// writes the token back as one insert record with it.
+pub(crate) const LAST_USED_HEADROOM: usize = 8;
+
 /// Appends a framed replace record (delete `old`, insert `new`) to `out`.
 pub(crate) fn encode_replace(out: &mut Vec<u8>, old: &str, new: &StoredAccessToken) {
     frame(out, |p| {

@@ -657,3 +657,162 @@ async fn a_compacted_log_is_batches_that_replay_whole() {
         Some(token(count - 1))
     );
 }
+
+/// The payload length of `token`'s insert record.
+fn insert_payload_len(token: &StoredAccessToken) -> usize {
+    let mut record = Vec::new();
+    format::encode_insert(&mut record, token);
+    record.len() - format::RECORD_HEADER_LEN
+}
+
+/// Token `n` with a description that makes its insert payload `len` bytes.
+fn sized(n: u64, len: usize) -> StoredAccessToken {
+    padded(token(n), len)
+}
+
+/// `token` with a description that makes its insert payload `len` bytes.
+fn padded(mut token: StoredAccessToken, len: usize) -> StoredAccessToken {
+    token.info.description = Some(String::new());
+    let pad = len - insert_payload_len(&token);
+    token.info.description = Some("x".repeat(pad));
+    assert_eq!(insert_payload_len(&token), len);
+    token
+}
+
+/// The payload lengths of every record in the log.
+fn record_lens(log: &Path) -> Vec<(u64, usize)> {
+    batches(log).into_iter().flat_map(|batch| batch.records).collect()
+}
+
+/// A compaction writes each token with the `lastUsedAt` its uses set since
+/// it was stored, up to 8 bytes more than the record that stored it. Tokens
+/// up to the limit, inserted or rotated in, then used and compacted: every
+/// record written must still fit the reader's limit (the reader refuses a
+/// longer one as damage, and with it the whole log), and every token the
+/// store accepted must come back on reopen, use and all.
+#[tokio::test]
+async fn no_record_a_compaction_writes_outgrows_the_limit() {
+    const MAX: usize = 300;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FileTokenStore::open(tmp.path()).await.unwrap();
+    limit_payload(&store, MAX);
+    let refused = |len: usize, result: Result<()>| match result {
+        Err(Error::InvalidInput(message)) => assert!(
+            message.contains(&format!("{len} bytes"))
+                && message.contains(&format!("{}", len + 8))
+                && message.contains(&format!("limit of {MAX}")),
+            "{message}"
+        ),
+        other => panic!("a record of {len} bytes: expected invalid input, got {other:?}"),
+    };
+    let mut kept = Vec::new();
+    // Inserts from 10 bytes under the limit up to it, none used yet.
+    for (n, len) in (MAX - 10..=MAX).enumerate() {
+        let token = sized(n as u64, len);
+        match store.insert(token.clone()).await {
+            Ok(()) => kept.push(token),
+            result => refused(len, result),
+        }
+    }
+    assert!(
+        kept.iter().any(|t| insert_payload_len(t) == MAX - 8),
+        "the largest token that fits once used is accepted"
+    );
+    // A rotation from a short id: its replace record is only 5 bytes longer
+    // than the new token's insert record.
+    let mut short = token(50);
+    short.id = "a".into();
+    store.insert(short).await.unwrap();
+    let mut rotated = None;
+    for len in (MAX - 20..=MAX - 5).rev() {
+        let new = sized(60 + len as u64, len);
+        match store.replace("a", new.clone()).await {
+            Ok(()) => {
+                rotated = Some(new);
+                break;
+            }
+            result => refused(len + 5, result),
+        }
+    }
+    kept.push(rotated.expect("a rotation within the limit once used"));
+    // A token stored with its lastUsedAt already is kept to the same bound.
+    let mut used = token(90);
+    used.info.last_used_at = Some(1);
+    refused(MAX - 7, store.insert(padded(used.clone(), MAX - 7)).await);
+    let used = padded(used, MAX - 8);
+    store.insert(used.clone()).await.unwrap();
+    kept.push(used);
+    for token in &kept {
+        let used = TokenUse {
+            id: token.id.clone(),
+            at_ms: 1_000,
+        };
+        store.record_last_used(&[used]).await.unwrap();
+    }
+    store.compact().await.unwrap();
+    let log = tmp.path().join(LOG_FILE_NAME);
+    for (offset, len) in record_lens(&log) {
+        assert!(
+            len <= MAX,
+            "the compacted record at {offset} has a payload of {len} bytes"
+        );
+    }
+    drop(store);
+    let store = reopen(tmp.path()).await;
+    assert_eq!(store.stats().live_tokens, kept.len());
+    for mut token in kept {
+        token.info.last_used_at = Some(1_000);
+        assert_eq!(store.get(&token.id).await.unwrap(), Some(token));
+    }
+}
+
+/// A token stored before its records were checked for the room a use takes
+/// (by an earlier build) can still outgrow the limit: the compaction then
+/// fails cleanly, keeping the old log, rather than replacing it with one the
+/// reader refuses.
+#[tokio::test]
+async fn a_compaction_that_would_outgrow_the_limit_fails_and_keeps_the_old_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FileTokenStore::open(tmp.path()).await.unwrap();
+    let big = sized(1, 200);
+    store.insert(big.clone()).await.unwrap();
+    store.insert(token(2)).await.unwrap();
+    store.delete(&token(2).id).await.unwrap();
+    let uses = [TokenUse {
+        id: big.id.clone(),
+        at_ms: 7,
+    }];
+    store.record_last_used(&uses).await.unwrap();
+    // Written within the limit, but 208 bytes once compacted.
+    limit_payload(&store, 204);
+    let log = tmp.path().join(LOG_FILE_NAME);
+    let before = fs::read(&log).unwrap();
+    let failed = store.compact().await;
+    assert!(matches!(failed, Err(Error::Storage { .. })), "{failed:?}");
+    let mut message = String::new();
+    let mut cause: Option<&dyn std::error::Error> = failed.as_ref().err().map(|e| e as _);
+    while let Some(error) = cause {
+        message = format!("{message}: {error}");
+        cause = error.source();
+    }
+    assert!(
+        message.contains("compacting")
+            && message.contains("208 bytes")
+            && message.contains("limit of 204")
+            && message.contains(&big.id),
+        "{message}"
+    );
+    assert!(
+        !tmp.path().join(COMPACT_FILE_NAME).exists(),
+        "the partial file is removed"
+    );
+    assert_eq!(fs::read(&log).unwrap(), before, "the old log is kept as it was");
+    assert_eq!(store.stats().compactions, 0);
+    store.insert(token(3)).await.unwrap();
+    drop(store);
+    let store = reopen(tmp.path()).await;
+    let mut expected = big;
+    expected.info.last_used_at = Some(7);
+    assert_eq!(store.get(&expected.id).await.unwrap(), Some(expected));
+    assert_eq!(store.get(&token(3).id).await.unwrap(), Some(token(3)));
+}
