@@ -356,6 +356,21 @@ async fn foreign_and_newer_files_are_refused() {
     let message = open_error(FileTokenStore::open(tmp.path()).await);
     assert!(message.contains("format version 5"), "{message}");
     assert!(message.contains("reads versions 1 to 4"), "{message}");
+
+    // Version 0 under an intact checksum: named as such,
+    // not as a checksum that fails, and the log is left as it was.
+    bytes[8..12].copy_from_slice(&0u32.to_le_bytes());
+    let crc = crc32(&bytes[..12]);
+    bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&log, &bytes).unwrap();
+    let message = open_error(FileTokenStore::open(tmp.path()).await);
+    assert!(message.contains("damaged at offset 8"), "{message}");
+    assert!(
+        message.contains("format version 0, which no build writes"),
+        "{message}"
+    );
+    assert!(!message.contains("checksum"), "{message}");
+    assert_eq!(std::fs::read(&log).unwrap(), bytes);
 }
 
 // CRC-32 (IEEE), bit by bit: the test does not trust the crate's own.

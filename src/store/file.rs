@@ -708,6 +708,18 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Index, Replayed), FileStoreError
                 reason: "the header checksum does not match".into(),
             })
         }
+        Err(format::HeaderProblem::Unknown(version)) => {
+            return Err(FileStoreError::Damaged {
+                path: path.into(),
+                offset: 8,
+                reason: format!(
+                    "the header names format version {version}, which no build writes (this build reads \
+                     versions {} to {})",
+                    format::OLDEST_VERSION,
+                    format::FORMAT_VERSION
+                ),
+            })
+        }
     };
     let damaged = |offset: usize, reason: String| FileStoreError::Damaged {
         path: path.into(),

@@ -70,6 +70,8 @@ pub(crate) enum HeaderProblem {
     Damaged,
     /// A token log of a newer format than this build reads.
     Newer(u32),
+    /// An intact header naming a version no build writes (0).
+    Unknown(u32),
 }
 
 /// Checks the header at the start of `file`; returns its format version.
@@ -84,7 +86,8 @@ pub(crate) fn check_header(file: &[u8]) -> Result<u32, HeaderProblem> {
     match u32::from_le_bytes(file[8..12].try_into().expect("4 bytes")) {
         version @ OLDEST_VERSION..=FORMAT_VERSION => Ok(version),
         newer if newer > FORMAT_VERSION => Err(HeaderProblem::Newer(newer)),
-        _ => Err(HeaderProblem::Damaged),
+        // Its checksum held: saying it did not would send the reader looking for bit rot.
+        unknown => Err(HeaderProblem::Unknown(unknown)),
     }
 }
 
@@ -548,6 +551,11 @@ mod tests {
         let mut damaged = header();
         damaged[9] ^= 1;
         assert_eq!(check_header(&damaged), Err(HeaderProblem::Damaged));
+        let mut zero = header();
+        zero[8..12].copy_from_slice(&0u32.to_le_bytes());
+        let crc = crc32fast::hash(&zero[..12]);
+        zero[12..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(check_header(&zero), Err(HeaderProblem::Unknown(0)));
     }
 
     #[test]
