@@ -34,15 +34,22 @@
 //! | `tokens.lock` | held with an exclusive OS lock while a store has the directory open |
 //! | `tokens.log.compact` | a compaction in progress; removed on open if a crash left it |
 //!
-//! # On-disk format of `tokens.log` (version 4)
+//! # On-disk format of `tokens.log` (version 5)
 //!
-//! All integers are little-endian. The file starts with a 16-byte header:
+//! All integers are little-endian. The file starts with a 28-byte header:
 //!
 //! | bytes | field |
 //! |---|---|
 //! | 0..8 | magic `DHATLOG\0` |
-//! | 8..12 | format version, `u32` (this build writes 4, reads 1 to 4) |
+//! | 8..12 | format version, `u32` (this build writes 5, reads 1 to 5) |
 //! | 12..16 | CRC-32 (IEEE) of bytes 0..12 |
+//! | 16..24 | `base_len`: length of the log's base, `u64` |
+//! | 24..28 | CRC-32 of bytes 0..24 |
+//!
+//! The base is what the file held when it became the log: the header alone
+//! for a new log, all a compaction wrote for a compacted one. It was synced
+//! before the file was linked or renamed into place, so no crash can tear
+//! it (see below).
 //!
 //! Batches follow, one after another, each what one group commit wrote with
 //! one write and one `fdatasync` (a compaction writes its file as batches of
@@ -77,26 +84,33 @@
 //!   token id (text) and the time it validated (`i64` ms); written only for
 //!   tokens present at that point of the log.
 //!
-//! Version 3 is version 4 without batches: its records follow the header
-//! directly. Version 2 is version 3 without `lastUsedAt` and last-used
+//! Version 4 is version 5 with only the first 16 bytes of the header (so
+//! no base). Version 3 is version 4 without batches: its records follow the
+//! header directly. Version 2 is version 3 without `lastUsedAt` and last-used
 //! records; version 1 is version 2 without replace records. An older log is
-//! read and then upgraded on open by a compaction (which writes a version 4
-//! header), before anything can append to it. Builds before version 4 refuse
-//! a version 4 log as newer.
+//! read and then upgraded on open by a compaction (which writes a version 5
+//! header), before anything can append to it. Builds before version 5 refuse
+//! a version 5 log as newer: the first 16 bytes keep their layout.
 //!
 //! The plaintext token is never written: only its id and its info.
 //!
-//! Replaying the batches in order rebuilds the store. On open, a batch that
-//! is damaged or cut short with no intact batch after it is the last batch,
-//! which a crash interrupted before its sync returned and which was
-//! therefore never acknowledged: it is cut off whole, however much of it
-//! reached the disk (after a power loss its pages may have landed in any
-//! order, a later record intact behind an earlier one lost). So each batch,
-//! and every call in it, takes effect entirely or not at all. Damage
-//! followed by an intact batch is corruption, as is a malformed record
-//! inside an intact batch; either fails the open with the file and the byte
-//! offsets, as do a foreign file and a newer format version. (Versions 1 to
-//! 3 apply the same rule record by record.)
+//! Replaying the batches in order rebuilds the store. On open, a batch after
+//! the base that is damaged or cut short with no intact batch after it is
+//! the last batch, which a crash interrupted before its sync returned and
+//! which was therefore never acknowledged: it is cut off whole, however much
+//! of it reached the disk (after a power loss its pages may have landed in
+//! any order, a later record intact behind an earlier one lost). So each
+//! batch, and every call in it, takes effect entirely or not at all. Damage
+//! followed by an intact batch is corruption, as is damage inside the base
+//! or a log that ends inside it (a flipped bit in a small compacted store,
+//! whose base is one batch, is reported, not cut off as a torn tail), and so
+//! is a malformed record inside an intact batch; each fails the open with
+//! the file and the byte offsets and leaves the file as it was, as do a
+//! foreign file and a newer format version. (Versions 1 to 4 have no base:
+//! the same rule applies to all their batches, and versions 1 to 3 apply it
+//! record by record.) The last batch written after the base is the one
+//! thing bit rot can still take unreported, since it is indistinguishable
+//! from a torn write.
 //!
 //! # Compaction
 //!
@@ -441,7 +455,7 @@ impl FileTokenStore {
         }
         let log_path = dir.join(LOG_FILE_NAME);
         if !log_path.exists() {
-            fsutil::create_new_durably(&log_path, &format::header())
+            fsutil::create_new_durably(&log_path, &format::header(format::HEADER_LEN as u64))
                 .map_err(io_error(format!("creating {}", log_path.display())))?;
         }
         let bytes = fs::read(&log_path).map_err(io_error(format!("reading {}", log_path.display())))?;
@@ -692,8 +706,8 @@ struct Replayed {
 /// Rebuilds the index from the log's bytes: replays into a map by id, then
 /// builds the index in bulk (much faster than inserting one by one).
 fn replay(path: &Path, bytes: &[u8]) -> Result<(Index, Replayed), FileStoreError> {
-    let version = match format::check_header(bytes) {
-        Ok(version) => version,
+    let header = match format::check_header(bytes) {
+        Ok(header) => header,
         Err(format::HeaderProblem::NotOurs) => return Err(FileStoreError::NotOurs { path: path.into() }),
         Err(format::HeaderProblem::Newer(version)) => {
             return Err(FileStoreError::NewerVersion {
@@ -701,11 +715,15 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Index, Replayed), FileStoreError
                 version,
             })
         }
-        Err(format::HeaderProblem::Damaged) => {
+        Err(format::HeaderProblem::Damaged(offset)) => {
             return Err(FileStoreError::Damaged {
                 path: path.into(),
-                offset: 0,
-                reason: "the header checksum does not match".into(),
+                offset: offset as u64,
+                reason: if offset == 0 {
+                    "the header checksum does not match".into()
+                } else {
+                    "the header's base length is cut short or fails its checksum".into()
+                },
             })
         }
         Err(format::HeaderProblem::Unknown(version)) => {
@@ -731,7 +749,7 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Index, Replayed), FileStoreError
     // the time on two cores.
     std::thread::scope(|scope| {
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Decoded>(8);
-        scope.spawn(move || decode_all(bytes, version, &damaged, sender));
+        scope.spawn(move || decode_all(bytes, &header, &damaged, sender));
         // Sized for a compacted log (about 140 bytes a token): no rehashing.
         // The live tokens by id, which becomes the index's id map.
         let mut live: FxHashMap<IdKey, Arc<StoredAccessToken>> =
@@ -798,7 +816,7 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Index, Replayed), FileStoreError
                 }
                 Decoded::End { len, torn } => {
                     let replayed = Replayed {
-                        version,
+                        version: header.version,
                         len: len as u64,
                         dead,
                         torn_at: torn.then_some(len as u64),
@@ -836,7 +854,7 @@ enum DecodedRecord {
 /// if the receiver hangs up.
 fn decode_all(
     bytes: &[u8],
-    version: u32,
+    header: &format::Header,
     damaged: &(impl Fn(usize, String) -> FileStoreError + Sync),
     sender: std::sync::mpsc::SyncSender<Decoded>,
 ) {
@@ -844,14 +862,15 @@ fn decode_all(
         chunk: Vec::with_capacity(Sink::CHUNK),
         sender,
     };
+    let version = header.version;
     let last = if version >= format::BATCH_VERSION {
-        match decode_batches(bytes, version, damaged, &mut sink) {
+        match decode_batches(bytes, header, damaged, &mut sink) {
             Some(last) => last,
             None => return,
         }
     } else {
         // Before batches: any record may be the start of the torn tail.
-        match decode_records(bytes, format::HEADER_LEN, version, damaged, &mut sink) {
+        match decode_records(bytes, header.len, version, damaged, &mut sink) {
             Stop::End(len) => Decoded::End { len, torn: false },
             Stop::Bad(offset, reason) => torn_or_damaged(
                 offset,
@@ -873,16 +892,27 @@ fn decode_all(
 
 /// Decodes a log of batches (version 4 on). A bad batch with no intact one
 /// after it is the torn tail, cut whole: however its pages reached the disk,
-/// none of it was acknowledged. `None` if the receiver hung up.
+/// none of it was acknowledged. But the base (version 5 on) was synced
+/// before the file became the log, so bad bytes or an end inside it are
+/// damage. `None` if the receiver hung up.
 fn decode_batches(
     bytes: &[u8],
-    version: u32,
+    header: &format::Header,
     damaged: &impl Fn(usize, String) -> FileStoreError,
     sink: &mut Sink,
 ) -> Option<Decoded> {
-    let mut offset = format::HEADER_LEN;
+    let base_len = header.base_len;
+    let in_base = |offset: usize| (offset as u64) < base_len;
+    let mut offset = header.len;
     let last = loop {
         match format::read_batch(bytes, offset) {
+            format::BatchSlot::End if in_base(offset) => {
+                let why = format!(
+                    "the log ends inside its base of {base_len} bytes, which was synced before it became \
+                     the log: it was cut short"
+                );
+                break Decoded::Failed(damaged(offset, why));
+            }
             format::BatchSlot::End => {
                 break Decoded::End {
                     len: offset,
@@ -891,7 +921,7 @@ fn decode_batches(
             }
             format::BatchSlot::Batch { next } => {
                 let records = offset + format::BATCH_HEADER_LEN;
-                match decode_records(&bytes[..next], records, version, damaged, sink) {
+                match decode_records(&bytes[..next], records, header.version, damaged, sink) {
                     Stop::End(_) => offset = next,
                     // The batch's checksum held, so this was written so: damage, not a tear.
                     Stop::Bad(at, reason) => {
@@ -901,6 +931,13 @@ fn decode_batches(
                     Stop::Failed(error) => break Decoded::Failed(error),
                     Stop::HungUp => return None,
                 }
+            }
+            format::BatchSlot::Bad(reason) if in_base(offset) => {
+                let why = format!(
+                    "{reason}, inside the log's base of {base_len} bytes, which was synced before it became \
+                     the log: no crash tears it"
+                );
+                break Decoded::Failed(damaged(offset, why));
             }
             format::BatchSlot::Bad(reason) => {
                 let intact = format::intact_batch_after(bytes, offset);
@@ -1244,7 +1281,8 @@ impl Shared {
             // One batch a chunk: the file is only renamed into place once
             // synced whole, so its batches need not be atomic one by one.
             let mut chunk = Vec::with_capacity(COMPACT_CHUNK + 4096);
-            chunk.extend_from_slice(&format::header());
+            // The base length is known only at the end; the header is rewritten then.
+            chunk.extend_from_slice(&format::header(0));
             let mut batch_at = chunk.len();
             format::open_batch(&mut chunk);
             let mut len = 0u64;
@@ -1286,6 +1324,10 @@ impl Shared {
             }
             self.write_bytes(&mut file, &chunk)?;
             len += chunk.len() as u64;
+            // All of it is the base: synced before it becomes the log.
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(&format::header(len))?;
+            file.seek(SeekFrom::Start(len))?;
             self.sync(&file)?;
             Ok((file, len))
         })();

@@ -9,12 +9,19 @@ use crate::urn::Urn;
 /// First bytes of every token log.
 pub(crate) const MAGIC: [u8; 8] = *b"DHATLOG\0";
 /// The format this build writes (and reads, along with older ones).
-pub(crate) const FORMAT_VERSION: u32 = 4;
+pub(crate) const FORMAT_VERSION: u32 = 5;
 /// The oldest format this build reads (version 1 lacks replace records,
-/// versions 1 and 2 lack last-used times, versions 1 to 3 lack batches).
+/// versions 1 and 2 lack last-used times, versions 1 to 3 lack batches,
+/// versions 1 to 4 lack the base length).
 pub(crate) const OLDEST_VERSION: u32 = 1;
-/// Magic, version, header checksum.
-pub(crate) const HEADER_LEN: usize = 16;
+/// Magic, version, checksum: the part of the header every version shares
+/// (and all of it before version 5).
+const COMMON_HEADER_LEN: usize = 16;
+/// The header this build writes: the common part, the base length (`u64`)
+/// and a checksum of all before it.
+pub(crate) const HEADER_LEN: usize = COMMON_HEADER_LEN + 12;
+/// The header records the length of the log's base from this version on.
+const BASE_VERSION: u32 = 5;
 /// Payload length and checksum before each payload.
 pub(crate) const RECORD_HEADER_LEN: usize = 8;
 /// Largest payload accepted; writers split a larger purge into records.
@@ -51,14 +58,31 @@ pub(crate) enum Record {
     LastUsed(Vec<TokenUse>),
 }
 
-/// The 16-byte file header.
-pub(crate) fn header() -> [u8; HEADER_LEN] {
+/// The header of a log whose base is `base_len` bytes long: what a
+/// compaction wrote, or the header alone for a new log. The base is synced
+/// before the file becomes the log, so no crash can tear it.
+pub(crate) fn header(base_len: u64) -> [u8; HEADER_LEN] {
     let mut out = [0u8; HEADER_LEN];
     out[..8].copy_from_slice(&MAGIC);
     out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     let crc = crc32fast::hash(&out[..12]);
-    out[12..].copy_from_slice(&crc.to_le_bytes());
+    out[12..16].copy_from_slice(&crc.to_le_bytes());
+    out[16..24].copy_from_slice(&base_len.to_le_bytes());
+    let crc = crc32fast::hash(&out[..24]);
+    out[24..].copy_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// What a log's header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    /// The format version.
+    pub(crate) version: u32,
+    /// Where the first record or batch starts.
+    pub(crate) len: usize,
+    /// Where the base ends: damage before this offset cannot be a torn
+    /// write. Before version 5 the header alone.
+    pub(crate) base_len: u64,
 }
 
 /// Why a file's header was refused.
@@ -66,29 +90,50 @@ pub(crate) fn header() -> [u8; HEADER_LEN] {
 pub(crate) enum HeaderProblem {
     /// Not a token log at all.
     NotOurs,
-    /// Our magic, but the header checksum fails.
-    Damaged,
+    /// Our magic, but a header checksum fails (or the file ends inside the
+    /// header); the offset of the damaged part.
+    Damaged(usize),
     /// A token log of a newer format than this build reads.
     Newer(u32),
     /// An intact header naming a version no build writes (0).
     Unknown(u32),
 }
 
-/// Checks the header at the start of `file`; returns its format version.
-pub(crate) fn check_header(file: &[u8]) -> Result<u32, HeaderProblem> {
-    if file.len() < HEADER_LEN || file[..8] != MAGIC {
+/// Checks the header at the start of `file`.
+pub(crate) fn check_header(file: &[u8]) -> Result<Header, HeaderProblem> {
+    if file.len() < COMMON_HEADER_LEN || file[..8] != MAGIC {
         return Err(HeaderProblem::NotOurs);
     }
-    let crc = u32::from_le_bytes(file[12..16].try_into().expect("4 bytes"));
-    if crc != crc32fast::hash(&file[..12]) {
-        return Err(HeaderProblem::Damaged);
+    // Every version keeps this layout, so a build that predates a version
+    // still names it as newer rather than as damage.
+    if u32_at(file, 12) != crc32fast::hash(&file[..12]) {
+        return Err(HeaderProblem::Damaged(0));
     }
-    match u32::from_le_bytes(file[8..12].try_into().expect("4 bytes")) {
-        version @ OLDEST_VERSION..=FORMAT_VERSION => Ok(version),
-        newer if newer > FORMAT_VERSION => Err(HeaderProblem::Newer(newer)),
+    let version = match u32_at(file, 8) {
+        version @ OLDEST_VERSION..=FORMAT_VERSION => version,
+        newer if newer > FORMAT_VERSION => return Err(HeaderProblem::Newer(newer)),
         // Its checksum held: saying it did not would send the reader looking for bit rot.
-        unknown => Err(HeaderProblem::Unknown(unknown)),
+        unknown => return Err(HeaderProblem::Unknown(unknown)),
+    };
+    if version < BASE_VERSION {
+        return Ok(Header {
+            version,
+            len: COMMON_HEADER_LEN,
+            base_len: COMMON_HEADER_LEN as u64,
+        });
     }
+    match file.get(..HEADER_LEN) {
+        Some(header) if u32_at(header, 24) == crc32fast::hash(&header[..24]) => Ok(Header {
+            version,
+            len: HEADER_LEN,
+            base_len: u64::from_le_bytes(header[16..24].try_into().expect("8 bytes")),
+        }),
+        _ => Err(HeaderProblem::Damaged(COMMON_HEADER_LEN)),
+    }
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
 }
 
 /// Appends a framed insert record for `token` to `out`.
@@ -535,27 +580,44 @@ mod tests {
 
     #[test]
     fn header_checks() {
-        assert_eq!(check_header(&header()), Ok(FORMAT_VERSION));
-        let mut v1 = header();
-        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
-        let crc = crc32fast::hash(&v1[..12]);
-        v1[12..].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(check_header(&v1), Ok(1), "version 1 logs are still read");
+        let current = Header {
+            version: FORMAT_VERSION,
+            len: HEADER_LEN,
+            base_len: 1234,
+        };
+        assert_eq!(check_header(&header(1234)), Ok(current));
+        // A common header with this version and an intact checksum.
+        let common = |version: u32| {
+            let mut out = header(HEADER_LEN as u64);
+            out[8..12].copy_from_slice(&version.to_le_bytes());
+            let crc = crc32fast::hash(&out[..12]);
+            out[12..16].copy_from_slice(&crc.to_le_bytes());
+            out
+        };
+        for version in 1..BASE_VERSION {
+            let legacy = Header {
+                version,
+                len: 16,
+                base_len: 16,
+            };
+            let bytes = common(version);
+            assert_eq!(
+                check_header(&bytes[..16]),
+                Ok(legacy),
+                "version {version} logs are still read"
+            );
+        }
         assert_eq!(check_header(b"{\"json\": true}    "), Err(HeaderProblem::NotOurs));
-        assert_eq!(check_header(&header()[..10]), Err(HeaderProblem::NotOurs));
-        let mut newer = header();
-        newer[8..12].copy_from_slice(&7u32.to_le_bytes());
-        let crc = crc32fast::hash(&newer[..12]);
-        newer[12..].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(check_header(&newer), Err(HeaderProblem::Newer(7)));
-        let mut damaged = header();
+        assert_eq!(check_header(&header(0)[..10]), Err(HeaderProblem::NotOurs));
+        assert_eq!(check_header(&common(7)[..16]), Err(HeaderProblem::Newer(7)));
+        assert_eq!(check_header(&common(0)), Err(HeaderProblem::Unknown(0)));
+        let mut damaged = header(0);
         damaged[9] ^= 1;
-        assert_eq!(check_header(&damaged), Err(HeaderProblem::Damaged));
-        let mut zero = header();
-        zero[8..12].copy_from_slice(&0u32.to_le_bytes());
-        let crc = crc32fast::hash(&zero[..12]);
-        zero[12..].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(check_header(&zero), Err(HeaderProblem::Unknown(0)));
+        assert_eq!(check_header(&damaged), Err(HeaderProblem::Damaged(0)));
+        let mut damaged = header(0);
+        damaged[20] ^= 1;
+        assert_eq!(check_header(&damaged), Err(HeaderProblem::Damaged(16)));
+        assert_eq!(check_header(&header(0)[..27]), Err(HeaderProblem::Damaged(16)));
     }
 
     #[test]
