@@ -37,6 +37,8 @@ const KIND_DELETE: u8 = 2;
 const KIND_REPLACE: u8 = 3;
 /// Version 3 on.
 const KIND_LAST_USED: u8 = 4;
+/// Replace records exist from this version on.
+const REPLACE_VERSION: u32 = 2;
 /// Tokens carry an optional `lastUsedAt` from this version on.
 const LAST_USED_VERSION: u32 = 3;
 
@@ -440,7 +442,7 @@ pub(crate) fn decode(payload: &[u8], version: u32) -> Result<Record, String> {
     };
     let record = match r.u8()? {
         KIND_INSERT => Record::Insert(r.token()?),
-        KIND_REPLACE => {
+        KIND_REPLACE if version >= REPLACE_VERSION => {
             let old = r.string()?;
             Record::Replace { old, new: r.token()? }
         }
@@ -800,6 +802,14 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown record kind 4"),
             "version 2 logs have no last-used records"
+        );
+        let mut replace = vec![KIND_REPLACE];
+        put_str(&mut replace, "old");
+        put_token(&mut replace, &token(None, None));
+        assert!(matches!(decode(&replace, 3), Ok(Record::Replace { .. })));
+        assert!(
+            decode(&replace, 1).unwrap_err().contains("unknown record kind 3"),
+            "version 1 logs have no replace records"
         );
         assert!(decode(&[KIND_INSERT, 1, 0], v)
             .unwrap_err()
