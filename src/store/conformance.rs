@@ -513,6 +513,28 @@ pub async fn order_breaks_ties_by_id(store: &dyn TokenStore) {
     assert_eq!(listed, want, "listing order");
     assert_eq!(listed[0].2, token_id(100), "the latest expiry comes first");
     assert_eq!(listed.last().unwrap().0, None, "never-expiring tokens come last");
+
+    // Ties on both times between ids that share long prefixes, one id a
+    // prefix of others: the whole id decides, byte by byte.
+    let mut tied: Vec<_> = [
+        "AAAAAAAAB",
+        "AAAAAAAA",
+        "AAAAAAAA+",
+        "AAAAAAA",
+        "AAAAAAAA0",
+        "AAAAAAAB",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(n, id)| StoredAccessToken {
+        id: id.to_string(),
+        ..sample_token(200 + n as u64, "alice", 2_000, Some(7_000))
+    })
+    .collect();
+    insert_all(store, &tied).await;
+    let page = store.list(&ListQuery::all(tied.len())).await.unwrap();
+    tied.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(page.tokens, tied, "ties broken by the whole id");
 }
 
 /// Paging with every page size visits each match once, in order, with a
