@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use datahub_access_tokens::store::conformance::{self, sample_token};
-use datahub_access_tokens::store::file::{LOCK_FILE_NAME, LOG_FILE_NAME};
+use datahub_access_tokens::store::file::{LOCK_FILE_NAME, LOG_FILE_NAME, TORN_TAIL_FILE_NAME};
 use datahub_access_tokens::store::{FileStoreOptions, FileTokenStore, ListQuery, TokenUse};
 use datahub_access_tokens::{
     AccessTokenDuration, CreateAccessTokenInput, DataHubTokenService, Error, ListAccessTokenInput, Policies,
@@ -221,9 +221,16 @@ async fn a_torn_tail_is_cut_off_on_open() {
     let tmp = tempfile::tempdir().unwrap();
     let (log, offsets) = log_with_records(tmp.path(), 10).await;
     let full = std::fs::read(&log).unwrap();
+    let kept = tmp.path().join(TORN_TAIL_FILE_NAME);
+    assert!(!kept.exists(), "nothing cut, nothing kept");
     for cut in [1, 8, 20, full.len() as u64 - offsets[9] - 1] {
         std::fs::write(&log, &full[..full.len() - cut as usize]).unwrap();
         let store = open(tmp.path()).await;
+        assert_eq!(
+            std::fs::read(&kept).unwrap(),
+            &full[offsets[9] as usize..full.len() - cut as usize],
+            "cut {cut}: the bytes cut off are kept beside the log"
+        );
         let tokens = all(&store).await;
         assert_eq!(
             tokens.len(),

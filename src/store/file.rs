@@ -33,6 +33,7 @@
 //! | `tokens.log` | the log, below |
 //! | `tokens.lock` | held with an exclusive OS lock while a store has the directory open |
 //! | `tokens.log.compact` | a compaction in progress; removed on open if a crash left it |
+//! | `tokens.log.torn` | the last torn tail cut off the log on open (see below), replaced by the next |
 //!
 //! # On-disk format of `tokens.log` (version 5)
 //!
@@ -97,8 +98,9 @@
 //! Replaying the batches in order rebuilds the store. On open, a batch after
 //! the base that is damaged or cut short with no intact batch after it is
 //! the last batch, which a crash interrupted before its sync returned and
-//! which was therefore never acknowledged: it is cut off whole, however much
-//! of it reached the disk (after a power loss its pages may have landed in
+//! which was therefore never acknowledged: it is cut off whole (its bytes
+//! kept in `tokens.log.torn`, with a warning logged), however much of it
+//! reached the disk (after a power loss its pages may have landed in
 //! any order, a later record intact behind an earlier one lost). So each
 //! batch, and every call in it, takes effect entirely or not at all. Damage
 //! followed by an intact batch is corruption, as is damage inside the base
@@ -108,9 +110,9 @@
 //! the file and the byte offsets and leaves the file as it was, as do a
 //! foreign file and a newer format version. (Versions 1 to 4 have no base:
 //! the same rule applies to all their batches, and versions 1 to 3 apply it
-//! record by record.) The last batch written after the base is the one
-//! thing bit rot can still take unreported, since it is indistinguishable
-//! from a torn write.
+//! record by record.) Bit rot in the last batch written after the base is
+//! indistinguishable from a torn write, so it is cut off too; its bytes
+//! then survive only in `tokens.log.torn`, and the warning names it.
 //!
 //! # Compaction
 //!
@@ -164,6 +166,9 @@ mod tests;
 pub const LOG_FILE_NAME: &str = "tokens.log";
 /// Name of the lock file inside the store's directory.
 pub const LOCK_FILE_NAME: &str = "tokens.lock";
+/// Name of the file inside the store's directory that keeps the last torn
+/// tail cut off the log.
+pub const TORN_TAIL_FILE_NAME: &str = "tokens.log.torn";
 const COMPACT_FILE_NAME: &str = "tokens.log.compact";
 /// Bytes buffered per write while compacting.
 const COMPACT_CHUNK: usize = 1 << 20;
@@ -460,6 +465,9 @@ impl FileTokenStore {
         }
         let bytes = fs::read(&log_path).map_err(io_error(format!("reading {}", log_path.display())))?;
         let (index, replayed) = replay(&log_path, &bytes)?;
+        if let Some(torn_at) = replayed.torn_at {
+            keep_torn_tail(&dir, &log_path, torn_at, &bytes[torn_at as usize..])?;
+        }
         drop(bytes);
         let memory = MemoryTokenStore::from_index(index);
         let mut file = fsutil::private_file_options()
@@ -691,6 +699,39 @@ async fn off_executor<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 
             .map_err(|e| Error::storage("the token store's blocking task failed", e))?,
         Err(_) => f(),
     }
+}
+
+/// Saves a torn tail in [`TORN_TAIL_FILE_NAME`] (replacing the one kept
+/// before), durably, before it is cut off the log, and says so at WARN.
+/// It is almost always the remains of a write a crash interrupted, which
+/// nobody was told had landed; but bit rot in the last batch, acknowledged,
+/// reads the same, and these bytes are then its only copy.
+fn keep_torn_tail(dir: &Path, log_path: &Path, torn_at: u64, tail: &[u8]) -> Result<(), FileStoreError> {
+    let kept = dir.join(TORN_TAIL_FILE_NAME);
+    let existed = kept.exists();
+    fsutil::private_file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&kept)
+        .and_then(|mut file| {
+            file.write_all(tail)?;
+            file.sync_data()
+        })
+        .and_then(|()| if existed { Ok(()) } else { fsutil::sync_dir(dir) })
+        .map_err(io_error(format!(
+            "keeping the torn tail of {} in {}",
+            log_path.display(),
+            kept.display()
+        )))?;
+    tracing::warn!(
+        "cutting {} bytes off the end of token log {} at offset {torn_at}: the remains of a write a crash \
+         interrupted, never acknowledged, unless bit rot damaged the last batch; kept in {}",
+        tail.len(),
+        log_path.display(),
+        kept.display()
+    );
+    Ok(())
 }
 
 struct Replayed {

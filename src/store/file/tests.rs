@@ -816,3 +816,32 @@ async fn a_compaction_that_would_outgrow_the_limit_fails_and_keeps_the_old_log()
     assert_eq!(store.get(&expected.id).await.unwrap(), Some(expected));
     assert_eq!(store.get(&token(3).id).await.unwrap(), Some(token(3)));
 }
+
+#[test]
+fn cutting_a_torn_tail_warns_and_keeps_its_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Outside a runtime the open runs on this thread, where the capture is.
+    let store = futures_lite_block_on(FileTokenStore::open(tmp.path())).unwrap();
+    futures_lite_block_on(store.insert(token(1))).unwrap();
+    drop(store);
+    let log = tmp.path().join(LOG_FILE_NAME);
+    let mut bytes = fs::read(&log).unwrap();
+    let intact = bytes.len();
+    bytes.extend_from_slice(&[7u8; 30]);
+    fs::write(&log, &bytes).unwrap();
+
+    let warnings = crate::test_log::Warnings::capture();
+    let store = futures_lite_block_on(FileTokenStore::open(tmp.path())).unwrap();
+    let text = warnings.text();
+    let kept = tmp.path().join(TORN_TAIL_FILE_NAME);
+    assert!(
+        text.contains(&format!(
+            "cutting 30 bytes off the end of token log {} at offset {intact}",
+            log.display()
+        )) && text.contains(&kept.display().to_string()),
+        "{text}"
+    );
+    assert_eq!(fs::read(&kept).unwrap(), [7u8; 30]);
+    assert_eq!(fs::read(&log).unwrap().len(), intact);
+    assert_eq!(store.stats().live_tokens, 1);
+}
