@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use datahub_access_tokens::store::conformance::{self, sample_token};
-use datahub_access_tokens::store::file::{LOCK_FILE_NAME, LOG_FILE_NAME, TORN_TAIL_FILE_NAME};
+use datahub_access_tokens::store::file::{LOCK_FILE_NAME, LOG_FILE_NAME, TORN_TAIL_FILE_PREFIX};
 use datahub_access_tokens::store::{FileStoreOptions, FileTokenStore, ListQuery, TokenUse};
 use datahub_access_tokens::{
     AccessTokenDuration, CreateAccessTokenInput, DataHubTokenService, Error, ListAccessTokenInput, Policies,
@@ -221,13 +221,33 @@ async fn a_torn_tail_is_cut_off_on_open() {
     let tmp = tempfile::tempdir().unwrap();
     let (log, offsets) = log_with_records(tmp.path(), 10).await;
     let full = std::fs::read(&log).unwrap();
-    let kept = tmp.path().join(TORN_TAIL_FILE_NAME);
-    assert!(!kept.exists(), "nothing cut, nothing kept");
-    for cut in [1, 8, 20, full.len() as u64 - offsets[9] - 1] {
+    // The contents of the files that keep torn tails, oldest first.
+    let kept = || {
+        let mut files: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter_map(|name| {
+                Some((
+                    name.strip_prefix(TORN_TAIL_FILE_PREFIX)?.parse::<u128>().ok()?,
+                    name,
+                ))
+            })
+            .collect();
+        files.sort();
+        let read = |(_, name): (u128, String)| std::fs::read(tmp.path().join(name)).unwrap();
+        files.into_iter().map(read).collect::<Vec<_>>()
+    };
+    assert!(kept().is_empty(), "nothing cut, nothing kept");
+    for (n, cut) in [1, 8, 20, full.len() as u64 - offsets[9] - 1]
+        .into_iter()
+        .enumerate()
+    {
         std::fs::write(&log, &full[..full.len() - cut as usize]).unwrap();
         let store = open(tmp.path()).await;
+        let kept = kept();
+        assert_eq!(kept.len(), n + 1, "cut {cut}: one file a cut, none replaced");
         assert_eq!(
-            std::fs::read(&kept).unwrap(),
+            kept[n],
             &full[offsets[9] as usize..full.len() - cut as usize],
             "cut {cut}: the bytes cut off are kept beside the log"
         );

@@ -33,7 +33,7 @@
 //! | `tokens.log` | the log, below |
 //! | `tokens.lock` | held with an exclusive OS lock while a store has the directory open |
 //! | `tokens.log.compact` | a compaction in progress; removed on open if a crash left it |
-//! | `tokens.log.torn` | the last torn tail cut off the log on open (see below), replaced by the next |
+//! | `tokens.log.torn.<ms>` | a torn tail cut off the log on open at that time (see below); remove it once you have read the warning |
 //!
 //! # On-disk format of `tokens.log` (version 5)
 //!
@@ -90,7 +90,8 @@
 //! header directly. Version 2 is version 3 without `lastUsedAt` and last-used
 //! records; version 1 is version 2 without replace records. An older log is
 //! read and then upgraded on open by a compaction (which writes a version 5
-//! header), before anything can append to it. Builds before version 5 refuse
+//! header), before anything can append to it (a version 4 log takes the same
+//! batches, so if its upgrade fails it is appended to as it is). Builds before version 5 refuse
 //! a version 5 log as newer: the first 16 bytes keep their layout.
 //!
 //! The plaintext token is never written: only its id and its info.
@@ -99,7 +100,7 @@
 //! the base that is damaged or cut short with no intact batch after it is
 //! the last batch, which a crash interrupted before its sync returned and
 //! which was therefore never acknowledged: it is cut off whole (its bytes
-//! kept in `tokens.log.torn`, with a warning logged), however much of it
+//! kept in `tokens.log.torn.<ms>`, with a warning logged), however much of it
 //! reached the disk (after a power loss its pages may have landed in
 //! any order, a later record intact behind an earlier one lost). So each
 //! batch, and every call in it, takes effect entirely or not at all. Damage
@@ -112,7 +113,7 @@
 //! the same rule applies to all their batches, and versions 1 to 3 apply it
 //! record by record.) Bit rot in the last batch written after the base is
 //! indistinguishable from a torn write, so it is cut off too; its bytes
-//! then survive only in `tokens.log.torn`, and the warning names it.
+//! then survive only in `tokens.log.torn.<ms>`, and the warning names it.
 //!
 //! # Compaction
 //!
@@ -134,7 +135,8 @@
 //! record a compaction writes fits it. Should one not fit all the same
 //! (a token an earlier build stored within 8 bytes of the limit), the
 //! compaction fails and the old log stays in place; if it was the upgrade of
-//! a log of format 1 or 2, the open fails.
+//! a log of format 1 to 3, the open fails (a format 4 log stays as it is,
+//! without a base, until a compaction succeeds).
 //!
 //! [`delete_expired`]: TokenStore::delete_expired
 
@@ -166,9 +168,10 @@ mod tests;
 pub const LOG_FILE_NAME: &str = "tokens.log";
 /// Name of the lock file inside the store's directory.
 pub const LOCK_FILE_NAME: &str = "tokens.lock";
-/// Name of the file inside the store's directory that keeps the last torn
-/// tail cut off the log.
-pub const TORN_TAIL_FILE_NAME: &str = "tokens.log.torn";
+/// Start of the names of the files inside the store's directory that keep
+/// the torn tails cut off the log: `tokens.log.torn.<n>`, `n` the time of
+/// the cut in ms since the epoch (or the next number not taken).
+pub const TORN_TAIL_FILE_PREFIX: &str = "tokens.log.torn.";
 const COMPACT_FILE_NAME: &str = "tokens.log.compact";
 /// Bytes buffered per write while compacting.
 const COMPACT_CHUNK: usize = 1 << 20;
@@ -509,8 +512,8 @@ impl FileTokenStore {
         };
         {
             let mut writer = shared.writer();
-            if replayed.version < format::FORMAT_VERSION {
-                // Upgrade before any newer record kind can be appended.
+            if replayed.version < format::BATCH_VERSION {
+                // Upgrade before any batch or newer record kind can be appended.
                 shared.compact(&mut writer).map_err(|e| match e {
                     FileStoreError::Io { context, source } => FileStoreError::Io {
                         context: format!(
@@ -523,8 +526,10 @@ impl FileTokenStore {
                     },
                     other => other,
                 })?;
-            } else if shared.compaction_due(&writer) {
-                // Not fatal: the log is intact, and the next batch retries.
+            } else if replayed.version < format::FORMAT_VERSION || shared.compaction_due(&writer) {
+                // Not fatal: the log is intact, and a later batch or open
+                // retries. A version 4 log takes the same batches; the first
+                // compaction that succeeds gives it a base (version 5).
                 let _ = shared.compact(&mut writer);
             }
         }
@@ -701,24 +706,36 @@ async fn off_executor<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 
     }
 }
 
-/// Saves a torn tail in [`TORN_TAIL_FILE_NAME`] (replacing the one kept
-/// before), durably, before it is cut off the log, and says so at WARN.
+/// Saves a torn tail in a new file named by [`TORN_TAIL_FILE_PREFIX`] and
+/// the time, durably, before it is cut off the log, and says so at WARN.
 /// It is almost always the remains of a write a crash interrupted, which
 /// nobody was told had landed; but bit rot in the last batch, acknowledged,
 /// reads the same, and these bytes are then its only copy.
 fn keep_torn_tail(dir: &Path, log_path: &Path, torn_at: u64, tail: &[u8]) -> Result<(), FileStoreError> {
-    let kept = dir.join(TORN_TAIL_FILE_NAME);
-    let existed = kept.exists();
-    fsutil::private_file_options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&kept)
+    let mut stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis());
+    let mut kept = dir.join(format!("{TORN_TAIL_FILE_PREFIX}{stamp}"));
+    // A new file, never one kept before: the next free number if this one is taken.
+    let created = loop {
+        match fsutil::private_file_options()
+            .write(true)
+            .create_new(true)
+            .open(&kept)
+        {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                stamp += 1;
+                kept = dir.join(format!("{TORN_TAIL_FILE_PREFIX}{stamp}"));
+            }
+            created => break created,
+        }
+    };
+    created
         .and_then(|mut file| {
             file.write_all(tail)?;
             file.sync_data()
         })
-        .and_then(|()| if existed { Ok(()) } else { fsutil::sync_dir(dir) })
+        .and_then(|()| fsutil::sync_dir(dir))
         .map_err(io_error(format!(
             "keeping the torn tail of {} in {}",
             log_path.display(),
@@ -763,7 +780,8 @@ fn replay(path: &Path, bytes: &[u8]) -> Result<(Index, Replayed), FileStoreError
                 reason: if offset == 0 {
                     "the header checksum does not match".into()
                 } else {
-                    "the header's base length is cut short or fails its checksum".into()
+                    "the header's base length is cut short, fails its checksum or is shorter than the header"
+                        .into()
                 },
             })
         }
@@ -959,6 +977,13 @@ fn decode_batches(
                     len: offset,
                     torn: false,
                 }
+            }
+            // Compactions write whole batches: the base ends where one does.
+            format::BatchSlot::Batch { next }
+                if in_base(offset) && !in_base(next) && next as u64 != base_len =>
+            {
+                let why = format!("the intact batch here runs past the end of the log's base at {base_len}");
+                break Decoded::Failed(damaged(offset, why));
             }
             format::BatchSlot::Batch { next } => {
                 let records = offset + format::BATCH_HEADER_LEN;

@@ -124,14 +124,19 @@ pub(crate) fn check_header(file: &[u8]) -> Result<Header, HeaderProblem> {
             base_len: COMMON_HEADER_LEN as u64,
         });
     }
-    match file.get(..HEADER_LEN) {
-        Some(header) if u32_at(header, 24) == crc32fast::hash(&header[..24]) => Ok(Header {
+    let header = match file.get(..HEADER_LEN) {
+        Some(header) if u32_at(header, 24) == crc32fast::hash(&header[..24]) => Header {
             version,
             len: HEADER_LEN,
             base_len: u64::from_le_bytes(header[16..24].try_into().expect("8 bytes")),
-        }),
-        _ => Err(HeaderProblem::Damaged(COMMON_HEADER_LEN)),
+        },
+        _ => return Err(HeaderProblem::Damaged(COMMON_HEADER_LEN)),
+    };
+    // The base holds the header at least; less would turn its check off.
+    if header.base_len < HEADER_LEN as u64 {
+        return Err(HeaderProblem::Damaged(COMMON_HEADER_LEN));
     }
+    Ok(header)
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
@@ -663,6 +668,12 @@ mod tests {
         damaged[20] ^= 1;
         assert_eq!(check_header(&damaged), Err(HeaderProblem::Damaged(16)));
         assert_eq!(check_header(&header(0)[..27]), Err(HeaderProblem::Damaged(16)));
+        assert_eq!(
+            check_header(&header(27)),
+            Err(HeaderProblem::Damaged(16)),
+            "a base without its header"
+        );
+        assert!(check_header(&header(28)).is_ok());
     }
 
     #[test]
@@ -753,6 +764,26 @@ mod tests {
                 .collect();
             assert_eq!(intact_batch_after(&sparse, 0), None);
             assert_eq!(intact_record_after(&sparse, 0), None);
+            // Many offsets there read as a length that fits, but none gets
+            // as far as a checksum (which would make the scan quadratic).
+            let fits = |p: usize| {
+                let len = u64::from_le_bytes(sparse[p..p + 8].try_into().unwrap());
+                len > 8 && (p + 12) as u64 + len <= sparse.len() as u64
+            };
+            assert!((0..sparse.len() - 8).filter(|&p| fits(p)).count() > 400);
+            assert_eq!(
+                (0..sparse.len())
+                    .filter(|&p| records_fill_batch(&sparse, p))
+                    .count(),
+                0
+            );
+            let kind = |p: usize| {
+                matches!(
+                    sparse.get(p + RECORD_HEADER_LEN),
+                    Some(KIND_INSERT..=KIND_LAST_USED)
+                )
+            };
+            assert_eq!((0..sparse.len()).filter(|&p| kind(p)).count(), 0);
             let at = sparse.len();
             sparse.extend_from_slice(&out);
             assert_eq!(intact_batch_after(&sparse, 0), Some(at));

@@ -833,7 +833,14 @@ fn cutting_a_torn_tail_warns_and_keeps_its_bytes() {
     let warnings = crate::test_log::Warnings::capture();
     let store = futures_lite_block_on(FileTokenStore::open(tmp.path())).unwrap();
     let text = warnings.text();
-    let kept = tmp.path().join(TORN_TAIL_FILE_NAME);
+    let kept: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_str().unwrap().contains(TORN_TAIL_FILE_PREFIX))
+        .collect();
+    let [kept] = &kept[..] else {
+        panic!("one file keeps the tail: {kept:?}")
+    };
     assert!(
         text.contains(&format!(
             "cutting 30 bytes off the end of token log {} at offset {intact}",
@@ -841,7 +848,58 @@ fn cutting_a_torn_tail_warns_and_keeps_its_bytes() {
         )) && text.contains(&kept.display().to_string()),
         "{text}"
     );
-    assert_eq!(fs::read(&kept).unwrap(), [7u8; 30]);
+    assert_eq!(fs::read(kept).unwrap(), [7u8; 30]);
     assert_eq!(fs::read(&log).unwrap().len(), intact);
     assert_eq!(store.stats().live_tokens, 1);
+}
+
+/// A format 5 log whose base is two batches of one token each, written by
+/// hand; and where the second batch starts.
+fn log_with_a_base_of_two_batches() -> (Vec<u8>, usize) {
+    let mut bytes = format::header(0).to_vec();
+    let mut second_at = 0;
+    for n in 0..2 {
+        let at = bytes.len();
+        second_at = at;
+        format::open_batch(&mut bytes);
+        format::encode_insert(&mut bytes, &token(n));
+        format::seal_batch(&mut bytes[at..]);
+    }
+    let base_len = bytes.len() as u64;
+    bytes[..format::HEADER_LEN].copy_from_slice(&format::header(base_len));
+    (bytes, second_at)
+}
+
+#[test]
+fn a_base_of_several_batches_is_protected_whole() {
+    let path = Path::new("tokens.log");
+    let refused = |bytes: &[u8], expected: &str| match replay(path, bytes) {
+        Err(e) => assert!(e.to_string().contains(expected), "{expected}: {e}"),
+        Ok(_) => panic!("{expected}: the log was accepted"),
+    };
+    let (base, second_at) = log_with_a_base_of_two_batches();
+    let (_, replayed) = replay(path, &base).unwrap();
+    assert_eq!((replayed.len, replayed.torn_at), (base.len() as u64, None));
+
+    // Cut at the boundary between its batches, or damaged in its last one.
+    refused(
+        &base[..second_at],
+        &format!("damaged at offset {second_at}: the log ends inside its base"),
+    );
+    let mut flipped = base.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    refused(
+        &flipped,
+        &format!("damaged at offset {second_at}: the batch checksum does not match, inside the log's base"),
+    );
+    // A base that ends inside a batch was not written by a compaction.
+    let mut inside = base.clone();
+    inside[..format::HEADER_LEN].copy_from_slice(&format::header(second_at as u64 + 5));
+    refused(&inside, "runs past the end of the log's base");
+
+    // After the base, a torn batch is still the torn tail.
+    let mut torn = base.clone();
+    torn.extend_from_slice(&base[second_at..base.len() - 3]);
+    let (_, replayed) = replay(path, &torn).unwrap();
+    assert_eq!(replayed.torn_at, Some(base.len() as u64));
 }
