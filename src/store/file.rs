@@ -104,10 +104,11 @@
 //! reached the disk (after a power loss its pages may have landed in
 //! any order, a later record intact behind an earlier one lost). So each
 //! batch, and every call in it, takes effect entirely or not at all. Damage
-//! followed by an intact batch is corruption, as is damage inside the base
-//! or a log that ends inside it (a flipped bit in a small compacted store,
-//! whose base is one batch, is reported, not cut off as a torn tail), and so
-//! is a malformed record inside an intact batch; each fails the open with
+//! followed by an intact batch is corruption, as is damage inside the base,
+//! a batch that runs past its end, or a log that ends inside it (a flipped
+//! bit in a small compacted store, whose base is one batch, is reported,
+//! not cut off as a torn tail), and so is a malformed record inside an
+//! intact batch; each fails the open with
 //! the file and the byte offsets and leaves the file as it was, as do a
 //! foreign file and a newer format version. (Versions 1 to 4 have no base:
 //! the same rule applies to all their batches, and versions 1 to 3 apply it
