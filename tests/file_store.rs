@@ -443,20 +443,21 @@ async fn foreign_and_newer_files_are_refused() {
     std::fs::remove_file(&log).unwrap();
     log_with_records(tmp.path(), 1).await;
     let mut bytes = std::fs::read(&log).unwrap();
-    bytes[8..12].copy_from_slice(&6u32.to_le_bytes());
-    let crc = crc32(&bytes[..12]);
-    bytes[12..16].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(&log, &bytes).unwrap();
+    // A version under an intact checksum of the first 16 header bytes.
+    let set_version = |bytes: &mut Vec<u8>, version: u32| {
+        bytes[8..12].copy_from_slice(&version.to_le_bytes());
+        let crc = crc32(&bytes[..12]);
+        bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&log, &bytes).unwrap();
+    };
+    set_version(&mut bytes, 6);
     let message = open_error(FileTokenStore::open(tmp.path()).await);
     assert!(message.contains("format version 6"), "{message}");
     assert!(message.contains("reads versions 1 to 5"), "{message}");
 
     // Version 0 under an intact checksum: named as such,
     // not as a checksum that fails, and the log is left as it was.
-    bytes[8..12].copy_from_slice(&0u32.to_le_bytes());
-    let crc = crc32(&bytes[..12]);
-    bytes[12..16].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(&log, &bytes).unwrap();
+    set_version(&mut bytes, 0);
     let message = open_error(FileTokenStore::open(tmp.path()).await);
     assert!(message.contains("damaged at offset 8"), "{message}");
     assert!(

@@ -370,28 +370,35 @@ pub(crate) fn read_batch(file: &[u8], offset: usize) -> BatchSlot {
     if rest.is_empty() {
         return BatchSlot::End;
     }
-    if rest.len() < BATCH_HEADER_LEN {
-        return BatchSlot::Bad("the batch header is cut short");
-    }
-    let len = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
-    let crc = u32::from_le_bytes(rest[8..12].try_into().expect("4 bytes"));
-    // A batch holds at least one record.
-    if len <= RECORD_HEADER_LEN as u64 {
-        return BatchSlot::Bad("the batch length is impossible");
-    }
-    // Checked against the bytes read, never trusted to size anything.
-    let end = usize::try_from(len)
-        .ok()
-        .and_then(|len| BATCH_HEADER_LEN.checked_add(len));
-    let Some(records) = end.and_then(|end| rest.get(BATCH_HEADER_LEN..end)) else {
-        return BatchSlot::Bad("the batch runs past the end of the file");
+    let records = match batch_records(rest) {
+        Ok(records) => records,
+        Err(why) => return BatchSlot::Bad(why),
     };
-    if crc != record_crc(&rest[..8], records) {
+    if u32_at(rest, 8) != record_crc(&rest[..8], records) {
         return BatchSlot::Bad("the batch checksum does not match");
     }
     BatchSlot::Batch {
         next: offset + BATCH_HEADER_LEN + records.len(),
     }
+}
+
+/// The records of the batch frame at the start of `rest`, its length
+/// checked against the bytes there (its checksum not yet).
+fn batch_records(rest: &[u8]) -> Result<&[u8], &'static str> {
+    if rest.len() < BATCH_HEADER_LEN {
+        return Err("the batch header is cut short");
+    }
+    let len = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
+    // A batch holds at least one record.
+    if len <= RECORD_HEADER_LEN as u64 {
+        return Err("the batch length is impossible");
+    }
+    // Checked against the bytes read, never trusted to size anything.
+    let end = usize::try_from(len)
+        .ok()
+        .and_then(|len| BATCH_HEADER_LEN.checked_add(len));
+    end.and_then(|end| rest.get(BATCH_HEADER_LEN..end))
+        .ok_or("the batch runs past the end of the file")
 }
 
 /// Whether an intact batch starts anywhere after `offset`. The writer starts
@@ -412,31 +419,21 @@ pub(crate) fn intact_batch_after(file: &[u8], offset: usize) -> Option<usize> {
         .find(|&p| records_fill_batch(file, p) && matches!(read_batch(file, p), BatchSlot::Batch { .. }))
 }
 
-/// Whether the record lengths of the batch at `offset` lead from record to
-/// record exactly to the batch's end, as in every batch written.
+/// Whether the batch at `offset` has a length that fits the file and
+/// record lengths that lead from record to record exactly to its end, as in
+/// every batch written.
 fn records_fill_batch(file: &[u8], offset: usize) -> bool {
-    let Some(len) = file.get(offset..offset + 8) else {
+    let Some(Ok(records)) = file.get(offset..).map(batch_records) else {
         return false;
     };
-    let len = u64::from_le_bytes(len.try_into().expect("8 bytes"));
-    let records = offset + BATCH_HEADER_LEN;
-    let Some(end) = usize::try_from(len).ok().and_then(|len| records.checked_add(len)) else {
-        return false;
-    };
-    if end > file.len() {
-        return false;
-    }
-    let mut at = records;
-    while at < end {
-        let Some(len) = file.get(at..at + 4) else {
-            return false;
-        };
+    let mut at = 0;
+    while let Some(len) = records.get(at..at + 4) {
         match u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize {
             len @ 1..=MAX_PAYLOAD_LEN => at += RECORD_HEADER_LEN + len,
             _ => return false,
         }
     }
-    at == end
+    at == records.len()
 }
 
 /// Decodes a payload, whose checksum already matched, of a log of format `version`.
