@@ -492,6 +492,8 @@ impl FileTokenStore {
             .map_err(io_error(format!("seeking in {}", log_path.display())))?;
         let threshold = options.compaction_threshold;
         let shared = Shared {
+            #[cfg(test)]
+            faults: tests::Faults::at_open(&dir),
             dir,
             log_path,
             memory,
@@ -508,8 +510,6 @@ impl FileTokenStore {
             dead_records: AtomicU64::new(replayed.dead),
             syncs: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
-            #[cfg(test)]
-            faults: tests::Faults::default(),
         };
         {
             let mut writer = shared.writer();

@@ -49,6 +49,28 @@ impl Faults {
     }
 }
 
+/// Write faults for the first write of the next open of a directory: set on
+/// an open store they would come too late for the compaction that upgrades
+/// an old log during the open.
+static WRITE_FAULTS_AT_OPEN: Mutex<Vec<(PathBuf, io::ErrorKind)>> = Mutex::new(Vec::new());
+
+impl Faults {
+    pub(super) fn at_open(dir: &Path) -> Self {
+        let mut pending = WRITE_FAULTS_AT_OPEN.lock().unwrap();
+        let write = (pending.iter())
+            .position(|(d, _)| d == dir)
+            .map(|i| pending.remove(i).1);
+        Faults {
+            write: Mutex::new(write),
+            ..Faults::default()
+        }
+    }
+}
+
+fn inject_write_at_open(dir: &Path, kind: io::ErrorKind) {
+    WRITE_FAULTS_AT_OPEN.lock().unwrap().push((dir.to_owned(), kind));
+}
+
 fn inject_write(store: &FileTokenStore, kind: io::ErrorKind) {
     *store.shared.faults.write.lock().unwrap() = Some(kind);
 }
@@ -902,4 +924,95 @@ fn a_base_of_several_batches_is_protected_whole() {
     torn.extend_from_slice(&base[second_at..base.len() - 3]);
     let (_, replayed) = replay(path, &torn).unwrap();
     assert_eq!(replayed.torn_at, Some(base.len() as u64));
+}
+
+/// A log of format 3 or 4 (records straight after the header, or in one
+/// batch) holding `tokens`, whose records are what this build writes.
+fn legacy_log(version: u32, tokens: &[StoredAccessToken]) -> Vec<u8> {
+    let mut bytes = format::header(0)[..16].to_vec();
+    bytes[8..12].copy_from_slice(&version.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..12]);
+    bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+    let records_at = bytes.len();
+    if version >= format::BATCH_VERSION {
+        format::open_batch(&mut bytes);
+    }
+    for token in tokens {
+        format::encode_insert(&mut bytes, token);
+    }
+    if version >= format::BATCH_VERSION {
+        format::seal_batch(&mut bytes[records_at..]);
+    }
+    bytes
+}
+
+fn header_version(log: &Path) -> u32 {
+    u32::from_le_bytes(fs::read(log).unwrap()[8..12].try_into().unwrap())
+}
+
+fn torn_tail_files(dir: &Path) -> Vec<Vec<u8>> {
+    let mut kept: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_str().unwrap().contains(TORN_TAIL_FILE_PREFIX))
+        .collect();
+    kept.sort();
+    kept.iter().map(|path| fs::read(path).unwrap()).collect()
+}
+
+/// A format 4 log takes format 5's batches, so when its upgrade on open
+/// fails the store opens all the same and appends to it as it is; a later
+/// open upgrades it, with everything written in between.
+#[tokio::test]
+async fn a_format_4_log_whose_upgrade_fails_is_used_as_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join(LOG_FILE_NAME);
+    fs::write(&log, legacy_log(4, &[token(1), token(2)])).unwrap();
+
+    inject_write_at_open(tmp.path(), io::ErrorKind::StorageFull);
+    let store = reopen(tmp.path()).await;
+    assert_eq!((store.stats().compactions, header_version(&log)), (0, 4));
+    assert!(!tmp.path().join(COMPACT_FILE_NAME).exists());
+    store.insert(token(3)).await.unwrap();
+    assert!(store.delete(&token(1).id).await.unwrap());
+    drop(store);
+    assert_eq!(header_version(&log), 4, "appended to in format 4");
+
+    let store = reopen(tmp.path()).await;
+    assert_eq!((store.stats().compactions, header_version(&log)), (1, 5));
+    for (n, live) in [(1, false), (2, true), (3, true)] {
+        assert_eq!(store.contains(&token(n).id).await.unwrap(), live, "token {n}");
+    }
+}
+
+/// A format 3 log cannot take batches, so a failed upgrade fails the open.
+/// Nothing is lost: the tokens open on the next try, which upgrades, and the
+/// torn tail is kept whole in its file (one copy), as on any open.
+#[tokio::test]
+async fn a_format_3_log_whose_upgrade_fails_is_refused_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join(LOG_FILE_NAME);
+    let tail = [40u8, 0, 0, 0, 1, 2, 3];
+    fs::write(
+        &log,
+        [legacy_log(3, &[token(1), token(2)]), tail.to_vec()].concat(),
+    )
+    .unwrap();
+
+    inject_write_at_open(tmp.path(), io::ErrorKind::StorageFull);
+    let message = FileTokenStore::open(tmp.path()).await.unwrap_err().to_string();
+    assert!(
+        message.contains(&format!("upgrading {} from format version 3 to 5", log.display())),
+        "{message}"
+    );
+    assert!(!tmp.path().join(COMPACT_FILE_NAME).exists());
+    assert_eq!(torn_tail_files(tmp.path()), [tail.to_vec()]);
+
+    let store = reopen(tmp.path()).await;
+    assert_eq!(header_version(&log), 5);
+    for n in [1, 2] {
+        assert_eq!(store.get(&token(n).id).await.unwrap(), Some(token(n)));
+    }
+    assert_eq!(store.stats().live_tokens, 2);
+    assert_eq!(torn_tail_files(tmp.path()), [tail.to_vec()]);
 }
