@@ -940,7 +940,19 @@ mod tests {
             token.replace_range(at..at + usize::from(replace), ".");
             (token, "three dot-separated parts")
         };
+        // The same signature bytes spelled another way (the last
+        // character's two spare bits set): a token has one spelling only.
+        let respelled = {
+            const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let mut token = real.clone();
+            let last = token.pop().unwrap();
+            let value = ALPHABET.iter().position(|&c| char::from(c) == last).unwrap();
+            assert_eq!(value & 3, 0, "{real} ends in a canonical character");
+            token.push(char::from(ALPHABET[value | 1]));
+            (token, "malformed signature")
+        };
         let cases = cases.into_iter().chain([
+            respelled,
             with_dot_at(real.len() - 10, true),
             with_dot_at(real.len() - 44, false),
             with_dot_at(real.len() / 2, true),
