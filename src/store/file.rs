@@ -90,9 +90,11 @@
 //! header directly. Version 2 is version 3 without `lastUsedAt` and last-used
 //! records; version 1 is version 2 without replace records. An older log is
 //! read and then upgraded on open by a compaction (which writes a version 5
-//! header), before anything can append to it (a version 4 log takes the same
-//! batches, so if its upgrade fails it is appended to as it is). Builds before version 5 refuse
-//! a version 5 log as newer: the first 16 bytes keep their layout.
+//! header), before anything can append to it. If that fails, a version 4
+//! log, which takes the same batches, is appended to as it is; the open of
+//! a version 1 to 3 log fails and leaves the file as it was. Builds before
+//! version 5 refuse a version 5 log as newer: the first 16 bytes keep their
+//! layout.
 //!
 //! The plaintext token is never written: only its id and its info.
 //!
@@ -469,17 +471,26 @@ impl FileTokenStore {
         }
         let bytes = fs::read(&log_path).map_err(io_error(format!("reading {}", log_path.display())))?;
         let (index, replayed) = replay(&log_path, &bytes)?;
-        if let Some(torn_at) = replayed.torn_at {
-            keep_torn_tail(&dir, &log_path, torn_at, &bytes[torn_at as usize..])?;
-        }
+        // The torn tail's copy and its length.
+        let kept_tail = match replayed.torn_at {
+            Some(torn_at) => {
+                let tail = &bytes[torn_at as usize..];
+                Some((keep_torn_tail(&dir, &log_path, tail)?, tail.len()))
+            }
+            None => None,
+        };
         drop(bytes);
+        // A log of format 1 to 3 is upgraded below by a compaction that
+        // replaces it whole, torn tail and all; cut first, it would be left
+        // shortened if the upgrade failed.
+        let upgrade_replaces_log = replayed.version < format::BATCH_VERSION;
         let memory = MemoryTokenStore::from_index(index);
         let mut file = fsutil::private_file_options()
             .read(true)
             .write(true)
             .open(&log_path)
             .map_err(io_error(format!("opening {}", log_path.display())))?;
-        if let Some(torn_at) = replayed.torn_at {
+        if let Some(torn_at) = replayed.torn_at.filter(|_| !upgrade_replaces_log) {
             // Cut the torn tail off for good, so appends follow intact records.
             file.set_len(torn_at)
                 .and_then(|()| file.sync_all())
@@ -513,9 +524,17 @@ impl FileTokenStore {
         };
         {
             let mut writer = shared.writer();
-            if replayed.version < format::BATCH_VERSION {
+            if upgrade_replaces_log {
                 // Upgrade before any batch or newer record kind can be appended.
-                shared.compact(&mut writer).map_err(|e| match e {
+                let upgraded = shared.compact(&mut writer);
+                if upgraded.is_err() && shared.compactions.load(Ordering::Relaxed) == 0 {
+                    // Not renamed into place: the log is as it was, its
+                    // torn tail included, so the copy is not needed.
+                    if let Some((kept, _)) = &kept_tail {
+                        let _ = fs::remove_file(kept);
+                    }
+                }
+                upgraded.map_err(|e| match e {
                     FileStoreError::Io { context, source } => FileStoreError::Io {
                         context: format!(
                             "upgrading {} from format version {} to {}: {context}",
@@ -533,6 +552,14 @@ impl FileTokenStore {
                 // compaction that succeeds gives it a base (version 5).
                 let _ = shared.compact(&mut writer);
             }
+        }
+        if let (Some(torn_at), Some((kept, tail_len))) = (replayed.torn_at, &kept_tail) {
+            tracing::warn!(
+                "cut {tail_len} bytes off the end of token log {} at offset {torn_at}: the remains of a write \
+                 a crash interrupted, never acknowledged, unless bit rot damaged the last batch; kept in {}",
+                shared.log_path.display(),
+                kept.display()
+            );
         }
         Ok(FileTokenStore {
             shared: Arc::new(shared),
@@ -708,11 +735,11 @@ async fn off_executor<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 
 }
 
 /// Saves a torn tail in a new file named by [`TORN_TAIL_FILE_PREFIX`] and
-/// the time, durably, before it is cut off the log, and says so at WARN.
-/// It is almost always the remains of a write a crash interrupted, which
+/// the time, durably, before it is cut off the log; returns its path. It
+/// is almost always the remains of a write a crash interrupted, which
 /// nobody was told had landed; but bit rot in the last batch, acknowledged,
 /// reads the same, and these bytes are then its only copy.
-fn keep_torn_tail(dir: &Path, log_path: &Path, torn_at: u64, tail: &[u8]) -> Result<(), FileStoreError> {
+fn keep_torn_tail(dir: &Path, log_path: &Path, tail: &[u8]) -> Result<PathBuf, FileStoreError> {
     let mut stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis());
@@ -742,14 +769,7 @@ fn keep_torn_tail(dir: &Path, log_path: &Path, torn_at: u64, tail: &[u8]) -> Res
             log_path.display(),
             kept.display()
         )))?;
-    tracing::warn!(
-        "cutting {} bytes off the end of token log {} at offset {torn_at}: the remains of a write a crash \
-         interrupted, never acknowledged, unless bit rot damaged the last batch; kept in {}",
-        tail.len(),
-        log_path.display(),
-        kept.display()
-    );
-    Ok(())
+    Ok(kept)
 }
 
 struct Replayed {

@@ -57,7 +57,8 @@ static WRITE_FAULTS_AT_OPEN: Mutex<Vec<(PathBuf, io::ErrorKind)>> = Mutex::new(V
 impl Faults {
     pub(super) fn at_open(dir: &Path) -> Self {
         let mut pending = WRITE_FAULTS_AT_OPEN.lock().unwrap();
-        let write = (pending.iter())
+        let write = pending
+            .iter()
             .position(|(d, _)| d == dir)
             .map(|i| pending.remove(i).1);
         Faults {
@@ -865,7 +866,7 @@ fn cutting_a_torn_tail_warns_and_keeps_its_bytes() {
     };
     assert!(
         text.contains(&format!(
-            "cutting 30 bytes off the end of token log {} at offset {intact}",
+            "cut 30 bytes off the end of token log {} at offset {intact}",
             log.display()
         )) && text.contains(&kept.display().to_string()),
         "{text}"
@@ -985,19 +986,16 @@ async fn a_format_4_log_whose_upgrade_fails_is_used_as_it_is() {
     }
 }
 
-/// A format 3 log cannot take batches, so a failed upgrade fails the open.
-/// Nothing is lost: the tokens open on the next try, which upgrades, and the
-/// torn tail is kept whole in its file (one copy), as on any open.
+/// A format 3 log cannot take batches, so a failed upgrade fails the open,
+/// and leaves the log as it was, its torn tail included (and no copy of
+/// the tail). The next open upgrades it and keeps the tail in one file.
 #[tokio::test]
-async fn a_format_3_log_whose_upgrade_fails_is_refused_and_loses_nothing() {
+async fn a_format_3_log_whose_upgrade_fails_is_refused_unchanged() {
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join(LOG_FILE_NAME);
     let tail = [40u8, 0, 0, 0, 1, 2, 3];
-    fs::write(
-        &log,
-        [legacy_log(3, &[token(1), token(2)]), tail.to_vec()].concat(),
-    )
-    .unwrap();
+    let bytes = [legacy_log(3, &[token(1), token(2)]), tail.to_vec()].concat();
+    fs::write(&log, &bytes).unwrap();
 
     inject_write_at_open(tmp.path(), io::ErrorKind::StorageFull);
     let message = FileTokenStore::open(tmp.path()).await.unwrap_err().to_string();
@@ -1006,7 +1004,8 @@ async fn a_format_3_log_whose_upgrade_fails_is_refused_and_loses_nothing() {
         "{message}"
     );
     assert!(!tmp.path().join(COMPACT_FILE_NAME).exists());
-    assert_eq!(torn_tail_files(tmp.path()), [tail.to_vec()]);
+    assert_eq!(fs::read(&log).unwrap(), bytes);
+    assert_eq!(torn_tail_files(tmp.path()), Vec::<Vec<u8>>::new());
 
     let store = reopen(tmp.path()).await;
     assert_eq!(header_version(&log), 5);
