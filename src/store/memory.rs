@@ -493,15 +493,13 @@ fn user_indexes<'a>(
     .take(if own_token { 1 } else { 2 })
 }
 
-/// Reads a byte of every record's text before any record is copied. In a
-/// large store a page's records are cold, several cache misses each; copied
-/// one after another, each miss waits for the one before. These reads do
-/// not depend on each other, so the processor has them in flight together
-/// and the copies then find their data in cache.
+/// Reads every cache line of a page's records, then a byte of each text they
+/// point to, before any record is copied. In a large store a page's records
+/// are cold, several cache misses each; copied one after another, each miss
+/// waits for the one before. The reads within each pass do not depend on
+/// each other, so the processor has them in flight together and the copies
+/// then find their data in cache.
 fn prefetch(records: &[&Arc<StoredAccessToken>]) {
-    // First every record, a field from each of its cache lines, then the
-    // texts they point to: each pass's loads depend on none in the same
-    // pass, and no branch waits on a cold load.
     let touched: i64 = records
         .iter()
         .map(|t| {

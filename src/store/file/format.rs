@@ -65,10 +65,7 @@ pub(crate) enum Record {
 /// before the file becomes the log, so no crash can tear it.
 pub(crate) fn header(base_len: u64) -> [u8; HEADER_LEN] {
     let mut out = [0u8; HEADER_LEN];
-    out[..8].copy_from_slice(&MAGIC);
-    out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    let crc = crc32fast::hash(&out[..12]);
-    out[12..16].copy_from_slice(&crc.to_le_bytes());
+    out[..COMMON_HEADER_LEN].copy_from_slice(&common_header(FORMAT_VERSION));
     out[16..24].copy_from_slice(&base_len.to_le_bytes());
     let crc = crc32fast::hash(&out[..24]);
     out[24..].copy_from_slice(&crc.to_le_bytes());
@@ -137,6 +134,17 @@ pub(crate) fn check_header(file: &[u8]) -> Result<Header, HeaderProblem> {
         return Err(HeaderProblem::Damaged(COMMON_HEADER_LEN));
     }
     Ok(header)
+}
+
+/// The part of the header every format shares: magic, `version` and their
+/// checksum (all of a header before version 5).
+pub(crate) fn common_header(version: u32) -> [u8; COMMON_HEADER_LEN] {
+    let mut out = [0u8; COMMON_HEADER_LEN];
+    out[..8].copy_from_slice(&MAGIC);
+    out[8..12].copy_from_slice(&version.to_le_bytes());
+    let crc = crc32fast::hash(&out[..12]);
+    out[12..].copy_from_slice(&crc.to_le_bytes());
+    out
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
@@ -633,31 +641,22 @@ mod tests {
             base_len: 1234,
         };
         assert_eq!(check_header(&header(1234)), Ok(current));
-        // A common header with this version and an intact checksum.
-        let common = |version: u32| {
-            let mut out = header(HEADER_LEN as u64);
-            out[8..12].copy_from_slice(&version.to_le_bytes());
-            let crc = crc32fast::hash(&out[..12]);
-            out[12..16].copy_from_slice(&crc.to_le_bytes());
-            out
-        };
         for version in 1..BASE_VERSION {
             let legacy = Header {
                 version,
                 len: 16,
                 base_len: 16,
             };
-            let bytes = common(version);
             assert_eq!(
-                check_header(&bytes[..16]),
+                check_header(&common_header(version)),
                 Ok(legacy),
                 "version {version} logs are still read"
             );
         }
         assert_eq!(check_header(b"{\"json\": true}    "), Err(HeaderProblem::NotOurs));
         assert_eq!(check_header(&header(0)[..10]), Err(HeaderProblem::NotOurs));
-        assert_eq!(check_header(&common(7)[..16]), Err(HeaderProblem::Newer(7)));
-        assert_eq!(check_header(&common(0)), Err(HeaderProblem::Unknown(0)));
+        assert_eq!(check_header(&common_header(7)), Err(HeaderProblem::Newer(7)));
+        assert_eq!(check_header(&common_header(0)), Err(HeaderProblem::Unknown(0)));
         let mut damaged = header(0);
         damaged[9] ^= 1;
         assert_eq!(check_header(&damaged), Err(HeaderProblem::Damaged(0)));

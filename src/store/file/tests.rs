@@ -840,6 +840,17 @@ async fn a_compaction_that_would_outgrow_the_limit_fails_and_keeps_the_old_log()
     assert_eq!(store.get(&token(3).id).await.unwrap(), Some(token(3)));
 }
 
+/// The files keeping torn tails in `dir`, oldest first.
+fn torn_tail_paths(dir: &Path) -> Vec<PathBuf> {
+    let mut kept: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_str().unwrap().contains(TORN_TAIL_FILE_PREFIX))
+        .collect();
+    kept.sort();
+    kept
+}
+
 #[test]
 fn cutting_a_torn_tail_warns_and_keeps_its_bytes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -856,11 +867,7 @@ fn cutting_a_torn_tail_warns_and_keeps_its_bytes() {
     let warnings = crate::test_log::Warnings::capture();
     let store = futures_lite_block_on(FileTokenStore::open(tmp.path())).unwrap();
     let text = warnings.text();
-    let kept: Vec<_> = fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.to_str().unwrap().contains(TORN_TAIL_FILE_PREFIX))
-        .collect();
+    let kept = torn_tail_paths(tmp.path());
     let [kept] = &kept[..] else {
         panic!("one file keeps the tail: {kept:?}")
     };
@@ -930,10 +937,7 @@ fn a_base_of_several_batches_is_protected_whole() {
 /// A log of format 3 or 4 (records straight after the header, or in one
 /// batch) holding `tokens`, whose records are what this build writes.
 fn legacy_log(version: u32, tokens: &[StoredAccessToken]) -> Vec<u8> {
-    let mut bytes = format::header(0)[..16].to_vec();
-    bytes[8..12].copy_from_slice(&version.to_le_bytes());
-    let crc = crc32fast::hash(&bytes[..12]);
-    bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+    let mut bytes = format::common_header(version).to_vec();
     let records_at = bytes.len();
     if version >= format::BATCH_VERSION {
         format::open_batch(&mut bytes);
@@ -951,14 +955,12 @@ fn header_version(log: &Path) -> u32 {
     u32::from_le_bytes(fs::read(log).unwrap()[8..12].try_into().unwrap())
 }
 
+/// The contents of the files keeping torn tails in `dir`, oldest first.
 fn torn_tail_files(dir: &Path) -> Vec<Vec<u8>> {
-    let mut kept: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.to_str().unwrap().contains(TORN_TAIL_FILE_PREFIX))
-        .collect();
-    kept.sort();
-    kept.iter().map(|path| fs::read(path).unwrap()).collect()
+    torn_tail_paths(dir)
+        .iter()
+        .map(|path| fs::read(path).unwrap())
+        .collect()
 }
 
 /// A format 4 log takes format 5's batches, so when its upgrade on open
