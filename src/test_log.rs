@@ -25,6 +25,16 @@ impl std::io::Write for Captured {
 
 impl Warnings {
     pub(crate) fn capture() -> Self {
+        // tracing caches each callsite's interest process-wide, and a test
+        // thread with no subscriber that reaches a callsite first can cache
+        // "never" (tracing-core 0.1's single-dispatcher shortcut asks the
+        // registering thread's default): the capture then misses that event.
+        // A global subscriber that takes everything (and keeps nothing) means
+        // no thread ever answers "never".
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
+        });
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
