@@ -1,7 +1,6 @@
 //! [`MemoryTokenStore`]: tokens in process memory, indexed for listing.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -13,10 +12,12 @@ use crate::error::{Error, Result};
 use crate::model::StoredAccessToken;
 use crate::urn::Urn;
 
-/// Records in listing order, shared between the indexes.
-type Ordered = BTreeSet<Listed>;
+mod listing;
+
+use listing::{Listed, Listing};
+
 /// Records in listing order per user.
-type ByUrn = HashMap<Urn, Ordered>;
+type ByUrn = HashMap<Urn, Listing>;
 
 /// A [`TokenStore`] in process memory: fast, and gone when the process ends.
 ///
@@ -37,7 +38,7 @@ pub(crate) struct Index {
     // FxHash: ids are SHA-256 digests made by the service, not chosen by
     // callers, so the faster unkeyed hash cannot be flooded with collisions.
     by_id: FxHashMap<IdKey, Arc<StoredAccessToken>>,
-    all: Ordered,
+    all: Listing,
     by_owner: ByUrn,
     // Only tokens whose actor is not their owner: most tokens are a user's
     // own, found under their actor in `by_owner`, and one ordered entry
@@ -71,91 +72,6 @@ impl IdKey {
             IdKey::Boxed(id.into())
         }
     }
-}
-
-/// A record at its place in DataHub's listing order ([`ListingKey`]'s):
-/// `expiresAt` descending, never-expiring last, then `createdAt`
-/// descending, then id. The times sit in the tree node itself, so a search
-/// reads the record (for its id) only to break a tie of both times, and the
-/// key needs no copy of the id: 32 bytes an entry, not the 40 of a
-/// `ListingKey` plus 8 of a value, and no allocation for it.
-///
-/// [`ListingKey`]: super::ListingKey
-#[derive(Clone)]
-struct Listed {
-    expires_at: Reverse<Option<i64>>,
-    created_at: Reverse<i64>,
-    /// `None` only in a range bound: before every record with these times.
-    record: Option<Arc<StoredAccessToken>>,
-}
-
-impl Listed {
-    fn of(record: &Arc<StoredAccessToken>) -> Self {
-        Listed {
-            expires_at: Reverse(record.info.expires_at),
-            created_at: Reverse(record.info.created_at),
-            record: Some(record.clone()),
-        }
-    }
-
-    /// Before every token with `expiresAt < now_ms` and after every other
-    /// expiring one.
-    fn first_expiring_before(now_ms: i64) -> Self {
-        match now_ms.checked_sub(1) {
-            Some(latest) => Self::first_with_expiry(Some(latest)),
-            None => Self::first_never_expiring(),
-        }
-    }
-
-    /// Before every never-expiring token and after every expiring one.
-    fn first_never_expiring() -> Self {
-        Self::first_with_expiry(None)
-    }
-
-    fn first_with_expiry(expires_at: Option<i64>) -> Self {
-        Listed {
-            expires_at: Reverse(expires_at),
-            created_at: Reverse(i64::MAX),
-            record: None,
-        }
-    }
-
-    fn id(&self) -> Option<&str> {
-        self.record.as_deref().map(|r| r.id.as_str())
-    }
-}
-
-const _: () = assert!(std::mem::size_of::<Listed>() == 32);
-
-impl Ord for Listed {
-    // `then`, not a tuple: both times compared without a branch between
-    // them, ~19 instructions less per tree insert (callgrind).
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.expires_at
-            .cmp(&other.expires_at)
-            .then(self.created_at.cmp(&other.created_at))
-            .then_with(|| self.id().cmp(&other.id()))
-    }
-}
-
-impl PartialOrd for Listed {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-// Ids are unique, so equal keys are the same token.
-impl PartialEq for Listed {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Listed {}
-
-/// The records of `set`, in listing order.
-fn records(set: &Ordered) -> impl Iterator<Item = &Arc<StoredAccessToken>> {
-    set.iter().filter_map(|listed| listed.record.as_ref())
 }
 
 impl MemoryTokenStore {
@@ -249,13 +165,13 @@ impl Index {
                 .into_iter()
                 .enumerate()
                 .filter(|(_, group)| !group.is_empty())
-                .map(|(n, group)| (urns[n].clone(), group.into_iter().collect()))
+                .map(|(n, group)| (urns[n].clone(), Listing::from_sorted(group)))
                 .collect()
         };
         let (by_owner, by_actor) = (tree(owners), tree(actors));
         Index {
             by_id,
-            all: entries.into_iter().map(|(key, _, _)| key).collect(),
+            all: Listing::from_sorted(entries.into_iter().map(|(key, _, _)| key).collect()),
             by_owner,
             by_actor,
         }
@@ -264,17 +180,14 @@ impl Index {
     /// Every record, in listing order.
     #[cfg_attr(not(feature = "fs"), allow(dead_code))]
     pub(crate) fn values(&self) -> impl Iterator<Item = &Arc<StoredAccessToken>> {
-        records(&self.all)
+        self.all.records()
     }
 
     /// The ids of the records with `expiresAt < now_ms`.
     pub(crate) fn expired_ids(&self, now_ms: i64) -> Vec<String> {
-        // Expired tokens sit together in listing order: after every token
-        // expiring at or after `now_ms`, before the never-expiring ones.
-        let expired = Listed::first_expiring_before(now_ms)..Listed::first_never_expiring();
         self.all
-            .range(expired)
-            .filter_map(|listed| listed.id().map(str::to_owned))
+            .range(Listed::expired_at(now_ms))
+            .filter_map(|listed| listed.record().map(|t| t.id.clone()))
             .collect()
     }
 
@@ -319,7 +232,9 @@ impl Index {
                     ordered.insert(key.clone());
                 }
                 None => {
-                    index.insert(urn.clone(), Ordered::from([key.clone()]));
+                    let mut ordered = Listing::default();
+                    ordered.insert(key.clone());
+                    index.insert(urn.clone(), ordered);
                 }
             }
         }
@@ -328,20 +243,18 @@ impl Index {
         Ok(())
     }
 
+    /// How many tokens `owner` holds, expired (unpurged) ones included.
+    pub(crate) fn count_of_owner(&self, owner: &Urn) -> usize {
+        self.by_owner.get(owner).map_or(0, Listing::len)
+    }
+
     /// How many of `owner`'s tokens are live at `now_ms` (`expiresAt`
     /// absent or `>= now_ms`). Expired tokens sit together in listing order,
     /// so this costs a lookup plus one step per expired (unpurged) token,
     /// not one per token.
-    /// How many tokens `owner` holds, expired (unpurged) ones included.
-    pub(crate) fn count_of_owner(&self, owner: &Urn) -> usize {
-        self.by_owner.get(owner).map_or(0, BTreeSet::len)
-    }
-
     pub(crate) fn live_count_of_owner(&self, owner: &Urn, now_ms: i64) -> usize {
         self.by_owner.get(owner).map_or(0, |tokens| {
-            let expired = tokens
-                .range(Listed::first_expiring_before(now_ms)..Listed::first_never_expiring())
-                .count();
+            let expired = tokens.range(Listed::expired_at(now_ms)).count();
             tokens.len() - expired
         })
     }
@@ -400,8 +313,8 @@ impl Index {
     /// together hold every match: one owner's or actor's tokens when a
     /// filter pins those down. Also says which filter every candidate
     /// already satisfies.
-    fn candidates<'a>(&'a self, query: &ListQuery) -> (Vec<&'a Ordered>, Option<usize>) {
-        let mut best: (Vec<&Ordered>, Option<usize>) = (vec![&self.all], None);
+    fn candidates<'a>(&'a self, query: &ListQuery) -> (Vec<&'a Listing>, Option<usize>) {
+        let mut best: (Vec<&Listing>, Option<usize>) = (vec![&self.all], None);
         let mut best_size = self.all.len();
         for (position, filter) in query.filters.iter().enumerate() {
             // An actor's own tokens sit under their owner, which also holds
@@ -414,7 +327,7 @@ impl Index {
                 let Some(values) = filter.equal_texts(field) else {
                     continue;
                 };
-                let mut sets: Vec<&Ordered> = Vec::new();
+                let mut sets: Vec<&Listing> = Vec::new();
                 for urn in values.iter().filter_map(|value| Urn::parse(value.as_str()).ok()) {
                     for set in indexes.iter().filter_map(|index| index.get(&urn)) {
                         if !sets.iter().any(|s| std::ptr::eq(*s, set)) {
@@ -453,24 +366,24 @@ impl Index {
             // its size and the page costs O(start + count).
             [set] if residual.is_empty() => ListPage {
                 total: set.len(),
-                tokens: page(&mut records(set)),
+                tokens: page(&mut set.records()),
             },
             [set] => ListPage {
-                total: records(set).filter(keep).count(),
-                tokens: page(&mut records(set).filter(keep)),
+                total: set.records().filter(keep).count(),
+                tokens: page(&mut set.records().filter(keep)),
             },
             sets => {
                 let mut merged: Vec<&Listed> = sets
                     .iter()
                     .flat_map(|s| s.iter())
-                    .filter(|listed| listed.record.as_ref().is_some_and(|t| keep(&t)))
+                    .filter(|listed| listed.record().is_some_and(|t| keep(&t)))
                     .collect();
                 merged.sort_unstable();
                 // One owner's and another actor's sets can share a token.
                 merged.dedup();
                 ListPage {
                     total: merged.len(),
-                    tokens: page(&mut merged.iter().filter_map(|listed| listed.record.as_ref())),
+                    tokens: page(&mut merged.iter().filter_map(|listed| listed.record())),
                 }
             }
         }
