@@ -283,6 +283,52 @@ pub struct TokenCodec {
     salt: Vec<u8>,
     issuer: String,
     header_b64: String,
+    id_after_prefix: IdAfterPrefix,
+}
+
+const SHA256_BLOCK_BYTES: usize = 64;
+
+/// SHA-256 after the first block that the personal tokens this codec mints
+/// all start with: their header and the start of their claims, the same
+/// bytes in every one. A token id over a token that starts with that block
+/// resumes from this state, one SHA-256 block less (15 to 35 ns of a
+/// seen-before validation's 450). Any other token is hashed from the start,
+/// to the same id. The salt comes last, so this state holds no secret.
+#[derive(Clone)]
+struct IdAfterPrefix {
+    prefix: [u8; SHA256_BLOCK_BYTES],
+    state: digest::Context,
+}
+
+impl IdAfterPrefix {
+    fn new(template: &str) -> Self {
+        let mut prefix = [0; SHA256_BLOCK_BYTES];
+        // A template shorter than a block would match no token: then
+        // every token is hashed from the start.
+        let len = template.len().min(prefix.len());
+        prefix[..len].copy_from_slice(&template.as_bytes()[..len]);
+        let mut state = digest::Context::new(&digest::SHA256);
+        state.update(&prefix);
+        IdAfterPrefix { prefix, state }
+    }
+
+    /// SHA-256 of `data` then `suffix`.
+    fn sha256(&self, data: &[u8], suffix: &[u8]) -> digest::Digest {
+        let mut ctx = match data.strip_prefix(&self.prefix[..]) {
+            Some(rest) => {
+                let mut ctx = self.state.clone();
+                ctx.update(rest);
+                ctx
+            }
+            None => {
+                let mut ctx = digest::Context::new(&digest::SHA256);
+                ctx.update(data);
+                ctx
+            }
+        };
+        ctx.update(suffix);
+        ctx.finish()
+    }
 }
 
 impl fmt::Debug for TokenCodec {
@@ -299,7 +345,26 @@ impl fmt::Debug for TokenCodec {
 impl TokenCodec {
     /// A codec with the configuration's key, salt and issuer.
     pub fn new(config: &TokenServiceConfig) -> Self {
+        let header_b64 = URL_SAFE_NO_PAD.encode_to_string(HEADER_JSON);
+        // How every personal token starts: the header, then the claims'
+        // version and type (a test checks that minted tokens share it).
+        let mut template = header_b64.clone();
+        template.push('.');
+        URL_SAFE_NO_PAD.encode_append(
+            claims_json(&ClaimsView {
+                version: VERSION_STATEFUL,
+                token_type: AccessTokenType::Personal,
+                actor_type: ACTOR_TYPE_USER,
+                actor_id: "",
+                sub: None,
+                jti: None,
+                iss: None,
+                exp: None,
+            }),
+            &mut template,
+        );
         TokenCodec {
+            id_after_prefix: IdAfterPrefix::new(&template),
             key: hmac::Key::new(hmac::HMAC_SHA256, config.signing_key.expose().as_bytes()),
             previous_keys: config
                 .previous_signing_keys
@@ -308,7 +373,7 @@ impl TokenCodec {
                 .collect(),
             salt: config.salt.expose().as_bytes().to_vec(),
             issuer: config.issuer.clone(),
-            header_b64: URL_SAFE_NO_PAD.encode_to_string(HEADER_JSON),
+            header_b64,
         }
     }
 
@@ -362,10 +427,7 @@ impl TokenCodec {
 
     /// The token's id: standard base64 of `sha256(token || salt)`.
     pub fn token_id(&self, token: &str) -> String {
-        let mut ctx = digest::Context::new(&digest::SHA256);
-        ctx.update(token.as_bytes());
-        ctx.update(&self.salt);
-        STANDARD.encode_to_string(ctx.finish())
+        STANDARD.encode_to_string(self.id_after_prefix.sha256(token.as_bytes(), &self.salt))
     }
 
     /// Checks everything about `token` except time: size, shape, algorithm,
@@ -679,6 +741,42 @@ mod tests {
         let id = codec.token_id(&token);
         assert_eq!(id.len(), 44);
         assert!(id.ends_with('='));
+    }
+
+    #[test]
+    fn minted_personal_tokens_start_with_the_resumed_block() {
+        let codec = codec();
+        let datahub = Urn::corp_user("datahub").unwrap();
+        for (actor, expires) in [(datahub, Some(1)), (Urn::corp_user("a").unwrap(), None)] {
+            let token = codec.sign_new(VERSION_STATEFUL, AccessTokenType::Personal, &actor, expires);
+            assert!(
+                token.as_bytes().starts_with(&codec.id_after_prefix.prefix),
+                "{token}"
+            );
+        }
+        // The header, then 43 characters of base64 of `{"version":"2","type":"PERSONAL",`.
+        let expected = "eyJhbGciOiJIUzI1NiJ9.eyJ2ZXJzaW9uIjoiMiIsInR5cGUiOiJQRVJTT05BTCIs";
+        assert_eq!(&codec.id_after_prefix.prefix[..], &expected.as_bytes()[..64]);
+    }
+
+    proptest::proptest! {
+        /// Resuming after the prefix gives ring's own hash, whether or not
+        /// the bytes start with it, and whatever they hold after it.
+        #[test]
+        fn resumed_id_hash_is_the_plain_one(
+            use_prefix in proptest::bool::ANY,
+            cut in 0usize..=64,
+            rest in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+        ) {
+            let codec = codec();
+            let mut bytes = if use_prefix { codec.id_after_prefix.prefix[..cut].to_vec() } else { Vec::new() };
+            bytes.extend_from_slice(&rest);
+            let mut plain = digest::Context::new(&digest::SHA256);
+            plain.update(&bytes);
+            plain.update(&codec.salt);
+            let (resumed, plain) = (codec.id_after_prefix.sha256(&bytes, &codec.salt), plain.finish());
+            proptest::prop_assert_eq!(resumed.as_ref(), plain.as_ref());
+        }
     }
 
     proptest::proptest! {
