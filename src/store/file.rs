@@ -739,7 +739,15 @@ async fn off_executor<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 
 /// is almost always the remains of a write a crash interrupted, which
 /// nobody was told had landed; but bit rot in the last batch, acknowledged,
 /// reads the same, and these bytes are then its only copy.
+///
+/// An open that kept the tail and then failed before cutting it (an I/O
+/// error there, or a crash before the cut was durable) leaves the tail in
+/// the log and its copy beside it: the next open finds that copy and keeps
+/// no second one.
 fn keep_torn_tail(dir: &Path, log_path: &Path, tail: &[u8]) -> Result<PathBuf, FileStoreError> {
+    if let Some(kept) = kept_before(dir, tail) {
+        return Ok(kept);
+    }
     let mut stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis());
@@ -770,6 +778,19 @@ fn keep_torn_tail(dir: &Path, log_path: &Path, tail: &[u8]) -> Result<PathBuf, F
             kept.display()
         )))?;
     Ok(kept)
+}
+
+/// A file in `dir` that already keeps exactly `tail`. Any error reading
+/// the directory counts as none found: a second copy is safe, a missing
+/// one is not.
+fn kept_before(dir: &Path, tail: &[u8]) -> Option<PathBuf> {
+    fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+        let path = entry.path();
+        let kept = entry.file_name().to_str()?.starts_with(TORN_TAIL_FILE_PREFIX)
+            && entry.metadata().ok()?.len() == tail.len() as u64
+            && fs::read(&path).ok()? == tail;
+        kept.then_some(path)
+    })
 }
 
 struct Replayed {

@@ -851,6 +851,40 @@ fn torn_tail_paths(dir: &Path) -> Vec<PathBuf> {
     kept
 }
 
+/// An open that kept a torn tail but failed before cutting it leaves the
+/// tail in the log and its copy beside it. The next open reuses that copy;
+/// a different tail still gets a file of its own.
+#[tokio::test]
+async fn a_torn_tail_kept_before_is_not_kept_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = reopen(tmp.path()).await;
+    store.insert(token(1)).await.unwrap();
+    drop(store);
+    let log = tmp.path().join(LOG_FILE_NAME);
+    let intact = fs::read(&log).unwrap();
+    let tear = |tail: &[u8]| fs::write(&log, [&intact[..], tail].concat()).unwrap();
+    let earlier = tmp.path().join(format!("{TORN_TAIL_FILE_PREFIX}1"));
+    fs::write(&earlier, [7u8; 30]).unwrap();
+    // Same length, other bytes: not the same tail.
+    let other = tmp.path().join(format!("{TORN_TAIL_FILE_PREFIX}2"));
+    fs::write(&other, [8u8; 30]).unwrap();
+
+    tear(&[7u8; 30]);
+    drop(reopen(tmp.path()).await);
+    assert_eq!(torn_tail_paths(tmp.path()), [earlier.clone(), other.clone()]);
+    assert_eq!(fs::read(&log).unwrap(), intact, "cut all the same");
+
+    tear(&[7u8; 31]);
+    drop(reopen(tmp.path()).await);
+    let kept = torn_tail_paths(tmp.path());
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert!(torn_tail_files(tmp.path()).contains(&vec![7u8; 31]));
+    assert_eq!(
+        reopen(tmp.path()).await.get(&token(1).id).await.unwrap(),
+        Some(token(1))
+    );
+}
+
 #[test]
 fn cutting_a_torn_tail_warns_and_keeps_its_bytes() {
     let tmp = tempfile::tempdir().unwrap();
