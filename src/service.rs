@@ -306,11 +306,16 @@ impl DataHubTokenService {
     }
 
     fn audit(&self, kind: AuditEventKind, caller: Option<&Urn>, token_id: Option<&str>) {
+        self.audit_at(self.clock.now_ms(), kind, caller, token_id);
+    }
+
+    /// [`audit`](Self::audit) at a time already read (one clock read less).
+    fn audit_at(&self, at_ms: i64, kind: AuditEventKind, caller: Option<&Urn>, token_id: Option<&str>) {
         self.audit.record(AuditEvent {
             kind,
             caller: caller.cloned(),
             token_id: token_id.map(str::to_owned),
-            at_ms: self.clock.now_ms(),
+            at_ms,
         });
     }
 
@@ -352,16 +357,20 @@ impl DataHubTokenService {
         Ok((token, StoredAccessToken { id, info }))
     }
 
+    async fn holds(&self, caller: &Urn, privilege: Privilege) -> Result<bool> {
+        match self.policies.is_authorized_now(caller, privilege) {
+            Some(held) => Ok(held),
+            None => self.policies.is_authorized(caller, privilege).await,
+        }
+    }
+
     async fn can_manage(&self, caller: &Urn) -> Result<bool> {
-        self.policies
-            .is_authorized(caller, Privilege::ManageAccessTokens)
-            .await
+        self.holds(caller, Privilege::ManageAccessTokens).await
     }
 
     async fn can_generate(&self, caller: &Urn) -> Result<bool> {
         Ok(self
-            .policies
-            .is_authorized(caller, Privilege::GeneratePersonalAccessTokens)
+            .holds(caller, Privilege::GeneratePersonalAccessTokens)
             .await?
             || self.can_manage(caller).await?)
     }
@@ -478,7 +487,12 @@ impl TokenService for DataHubTokenService {
             now_ms: created_at,
         });
         self.store.insert_within_limit(stored.clone(), limit).await?;
-        self.audit(AuditEventKind::Created, Some(caller), Some(&stored.id));
+        self.audit_at(
+            created_at,
+            AuditEventKind::Created,
+            Some(caller),
+            Some(&stored.id),
+        );
         Ok(AccessToken::new(token, Some(stored.into())))
     }
 

@@ -6,9 +6,9 @@ mod common;
 
 use common::*;
 use datahub_access_tokens::{
-    AccessTokenDuration, CreateAccessTokenInput, DataHubAccessTokenInfo, Error, FacetFilterInput,
-    ListAccessTokenInput, Policies, StoredAccessToken, TokenService, TokenStore, ROLE_ADMIN, ROLE_EDITOR,
-    ROLE_READER, UNAUTHORIZED_MESSAGE,
+    AccessTokenDuration, CreateAccessTokenInput, DataHubAccessTokenInfo, DataHubTokenService, Error,
+    FacetFilterInput, ListAccessTokenInput, Policies, PolicyEngine, Privilege, StoredAccessToken,
+    TokenService, TokenStore, Urn, ROLE_ADMIN, ROLE_EDITOR, ROLE_READER, UNAUTHORIZED_MESSAGE,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,42 +120,71 @@ async fn run(f: &Fixture, caller: &str, op: Op) -> Result<(), Error> {
     Ok(())
 }
 
+/// The test grants behind an engine that answers only through the `async`
+/// call, as a remote policy service would: no `is_authorized_now`.
+#[derive(Debug)]
+struct AsyncOnly(Policies);
+
+#[async_trait::async_trait]
+impl PolicyEngine for AsyncOnly {
+    async fn is_authorized(&self, actor: &Urn, privilege: Privilege) -> Result<bool, Error> {
+        tokio::task::yield_now().await;
+        Ok(self.0.grants(actor, privilege))
+    }
+}
+
+fn fixture(async_only: bool) -> Fixture {
+    let f = Fixture::new();
+    if !async_only {
+        return f;
+    }
+    let service = DataHubTokenService::new(config(), f.store.clone(), AsyncOnly(policies()));
+    Fixture {
+        service: service.with_clock(f.clock.clone()),
+        ..f
+    }
+}
+
 #[tokio::test]
 async fn authorization_matrix() {
     let mut checked = 0;
-    for caller in [MANAGER, ALICE, NOBODY] {
-        for op in OPS {
-            let f = Fixture::new();
-            // Something to list and to be refused over.
-            f.create(MANAGER, BOB, "bob's", AccessTokenDuration::OneWeek)
-                .await;
-            f.create_own(ALICE, "alice's").await;
-            let before = f.snapshot().await;
-            let result = run(&f, caller, op).await;
-            if allowed(caller, op) {
-                result.unwrap_or_else(|e| panic!("{caller} should be allowed {op:?}, got: {e}"));
-            } else {
-                match result {
-                    Err(Error::Unauthorized) => {}
-                    other => panic!("{caller} should be refused {op:?}, got {other:?}"),
+    // With an engine that answers at once (`Policies`) and one that answers
+    // only through the `async` call.
+    for async_only in [false, true] {
+        for caller in [MANAGER, ALICE, NOBODY] {
+            for op in OPS {
+                let f = fixture(async_only);
+                // Something to list and to be refused over.
+                f.create(MANAGER, BOB, "bob's", AccessTokenDuration::OneWeek)
+                    .await;
+                f.create_own(ALICE, "alice's").await;
+                let before = f.snapshot().await;
+                let result = run(&f, caller, op).await;
+                if allowed(caller, op) {
+                    result.unwrap_or_else(|e| panic!("{caller} should be allowed {op:?}, got: {e}"));
+                } else {
+                    match result {
+                        Err(Error::Unauthorized) => {}
+                        other => panic!("{caller} should be refused {op:?}, got {other:?}"),
+                    }
+                    // Revoke and metadata cases seed a record before the call;
+                    // compare only the records that existed before.
+                    let after = f.snapshot().await;
+                    for record in &before {
+                        assert!(
+                            after.contains(record),
+                            "{caller} {op:?} was refused but changed the store"
+                        );
+                    }
+                    if matches!(op, Op::CreateForSelf | Op::CreateForOther) {
+                        assert_eq!(after, before, "refused create stored something");
+                    }
                 }
-                // Revoke and metadata cases seed a record before the call;
-                // compare only the records that existed before.
-                let after = f.snapshot().await;
-                for record in &before {
-                    assert!(
-                        after.contains(record),
-                        "{caller} {op:?} was refused but changed the store"
-                    );
-                }
-                if matches!(op, Op::CreateForSelf | Op::CreateForOther) {
-                    assert_eq!(after, before, "refused create stored something");
-                }
+                checked += 1;
             }
-            checked += 1;
         }
     }
-    assert_eq!(checked, 27);
+    assert_eq!(checked, 54);
 }
 
 #[tokio::test]
