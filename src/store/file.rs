@@ -1243,7 +1243,7 @@ impl Shared {
                 match op.apply {
                     Apply::Insert(token) => {
                         touched.push(token.id.clone());
-                        let inserted = index.insert(token);
+                        let inserted = index.insert(token, None);
                         debug_assert!(inserted.is_ok(), "inserts are decided against the index");
                     }
                     Apply::Delete(ids) => {
@@ -1261,7 +1261,7 @@ impl Shared {
                         }
                         touched.push(old);
                         touched.push(token.id.clone());
-                        let inserted = index.insert(token);
+                        let inserted = index.insert(token, None);
                         debug_assert!(inserted.is_ok(), "replaces are decided against the index");
                     }
                     Apply::LastUsed(uses) => {

@@ -218,6 +218,13 @@ impl Listing {
         }
     }
 
+    /// How many entries are live at `now_ms` (`expiresAt` absent or
+    /// `>= now_ms`): expired ones sit together, so this costs a search plus
+    /// one step per expired (unpurged) entry, not one per entry.
+    pub(super) fn live_at(&self, now_ms: i64) -> usize {
+        self.len() - self.range(Listed::expired_at(now_ms)).count()
+    }
+
     /// The records, in listing order.
     pub(super) fn records(&self) -> impl Iterator<Item = &Arc<StoredAccessToken>> {
         self.iter().filter_map(Listed::record)
