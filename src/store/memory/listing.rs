@@ -110,8 +110,8 @@ impl Default for Listing {
 }
 
 impl Listing {
-    /// 32 KiB of entries: a shift of them costs about as much as a few
-    /// cold B-tree nodes.
+    /// 32 KiB of entries: the most one insert or delete shifts, about a
+    /// microsecond, against a few hundred nanoseconds for a B-tree's.
     const MOST_IN_VEC: usize = 1024;
 
     /// `sorted` is in listing order.
