@@ -12,6 +12,7 @@ use std::sync::Arc;
 use base64_simd::{Out, STANDARD, URL_SAFE_NO_PAD};
 use ring::{digest, hmac};
 use serde::{Deserialize, Deserializer, Serialize};
+use subtle::ConstantTimeEq;
 
 use crate::config::TokenServiceConfig;
 use crate::error::{Error, Result};
@@ -278,56 +279,59 @@ fn numeric_date<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<i
 /// are tried against each previous key in turn. `Debug` prints no key or salt.
 #[derive(Clone)]
 pub struct TokenCodec {
-    key: hmac::Key,
     previous_keys: Vec<hmac::Key>,
     salt: Vec<u8>,
     issuer: String,
     header_b64: String,
-    id_after_prefix: IdAfterPrefix,
+    /// SHA-256 for token ids.
+    id_hash: AfterPrefix<digest::Context>,
+    /// HMAC-SHA256 with the current signing key (previous keys only verify).
+    mac: AfterPrefix<hmac::Context>,
 }
 
 const SHA256_BLOCK_BYTES: usize = 64;
 
-/// SHA-256 after the first block that the personal tokens this codec mints
-/// all start with: their header and the start of their claims, the same
-/// bytes in every one. A token id over a token that starts with that block
-/// resumes from this state, one SHA-256 block less (15 to 35 ns of a
-/// seen-before validation's 450). Any other token is hashed from the start,
-/// to the same id. The salt comes last, so this state holds no secret.
+/// A hash's state after the first SHA-256 block that the personal tokens
+/// this codec mints all start with (their header and the start of their
+/// claims, the same bytes in every one), beside its fresh state. Hashing a
+/// token, or its signing input, that starts with that block resumes from
+/// there: one SHA-256 block less (measured in benches/README.md,
+/// "Validate"). Anything else is hashed from the start, to the same result.
+///
+/// Kept for the token id (no secret: the salt comes last) and for the
+/// current key's HMAC (as secret as the key; `TokenCodec`'s `Debug` prints
+/// neither).
 #[derive(Clone)]
-struct IdAfterPrefix {
+struct AfterPrefix<State> {
     prefix: [u8; SHA256_BLOCK_BYTES],
-    state: digest::Context,
+    fresh: State,
+    resumed: State,
 }
 
-impl IdAfterPrefix {
-    fn new(template: &str) -> Self {
+impl<State: Clone> AfterPrefix<State> {
+    /// `update` feeds bytes to a `State` (ring's digest and HMAC contexts
+    /// share no trait).
+    fn new(template: &str, fresh: State, update: impl Fn(&mut State, &[u8])) -> Self {
         let mut prefix = [0; SHA256_BLOCK_BYTES];
         // A template shorter than a block would match no token: then
-        // every token is hashed from the start.
+        // everything is hashed from the start.
         let len = template.len().min(prefix.len());
         prefix[..len].copy_from_slice(&template.as_bytes()[..len]);
-        let mut state = digest::Context::new(&digest::SHA256);
-        state.update(&prefix);
-        IdAfterPrefix { prefix, state }
+        let mut resumed = fresh.clone();
+        update(&mut resumed, &prefix);
+        AfterPrefix {
+            prefix,
+            fresh,
+            resumed,
+        }
     }
 
-    /// SHA-256 of `data` then `suffix`.
-    fn sha256(&self, data: &[u8], suffix: &[u8]) -> digest::Digest {
-        let mut ctx = match data.strip_prefix(&self.prefix[..]) {
-            Some(rest) => {
-                let mut ctx = self.state.clone();
-                ctx.update(rest);
-                ctx
-            }
-            None => {
-                let mut ctx = digest::Context::new(&digest::SHA256);
-                ctx.update(data);
-                ctx
-            }
-        };
-        ctx.update(suffix);
-        ctx.finish()
+    /// A state that has hashed the start of `data`, and the rest of `data`.
+    fn start<'d>(&self, data: &'d [u8]) -> (State, &'d [u8]) {
+        match data.strip_prefix(&self.prefix[..]) {
+            Some(rest) => (self.resumed.clone(), rest),
+            None => (self.fresh.clone(), data),
+        }
     }
 }
 
@@ -363,9 +367,14 @@ impl TokenCodec {
             }),
             &mut template,
         );
+        let key = hmac::Key::new(hmac::HMAC_SHA256, config.signing_key.expose().as_bytes());
         TokenCodec {
-            id_after_prefix: IdAfterPrefix::new(&template),
-            key: hmac::Key::new(hmac::HMAC_SHA256, config.signing_key.expose().as_bytes()),
+            id_hash: AfterPrefix::new(
+                &template,
+                digest::Context::new(&digest::SHA256),
+                digest::Context::update,
+            ),
+            mac: AfterPrefix::new(&template, hmac::Context::with_key(&key), hmac::Context::update),
             previous_keys: config
                 .previous_signing_keys
                 .iter()
@@ -419,7 +428,7 @@ impl TokenCodec {
         token.push_str(&self.header_b64);
         token.push('.');
         URL_SAFE_NO_PAD.encode_append(payload, &mut token);
-        let tag = hmac::sign(&self.key, token.as_bytes());
+        let tag = self.hmac(token.as_bytes());
         token.push('.');
         URL_SAFE_NO_PAD.encode_append(tag.as_ref(), &mut token);
         token
@@ -427,7 +436,21 @@ impl TokenCodec {
 
     /// The token's id: standard base64 of `sha256(token || salt)`.
     pub fn token_id(&self, token: &str) -> String {
-        STANDARD.encode_to_string(self.id_after_prefix.sha256(token.as_bytes(), &self.salt))
+        STANDARD.encode_to_string(self.id_digest(token.as_bytes()))
+    }
+
+    fn id_digest(&self, token: &[u8]) -> digest::Digest {
+        let (mut sha256, rest) = self.id_hash.start(token);
+        sha256.update(rest);
+        sha256.update(&self.salt);
+        sha256.finish()
+    }
+
+    /// HMAC-SHA256 of `input` with the current key.
+    fn hmac(&self, input: &[u8]) -> hmac::Tag {
+        let (mut mac, rest) = self.mac.start(input);
+        mac.update(rest);
+        mac.sign()
     }
 
     /// Checks everything about `token` except time: size, shape, algorithm,
@@ -492,7 +515,7 @@ impl TokenCodec {
         }
         // Current key first: the common case pays for one HMAC, as before.
         let input = signing_input.as_bytes();
-        if hmac::verify(&self.key, input, &tag).is_err()
+        if !tags_equal(self.hmac(input).as_ref(), &tag)
             && !self
                 .previous_keys
                 .iter()
@@ -516,6 +539,16 @@ impl TokenCodec {
         let claims = claims.ok_or_else(|| Error::invalid_token("claims are not base64url"))?;
         parse_claims(claims)
     }
+}
+
+/// Whether two 32-byte HMAC-SHA256 tags are equal, in constant time (as
+/// `hmac::verify` compares): `subtle` over four words, which cost an eighth
+/// of its byte-by-byte comparison.
+fn tags_equal(computed: &[u8], presented: &[u8; 32]) -> bool {
+    let words = |tag: &[u8]| -> [u64; 4] {
+        std::array::from_fn(|i| u64::from_le_bytes(tag[i * 8..i * 8 + 8].try_into().expect("8 bytes")))
+    };
+    computed.len() == presented.len() && bool::from(words(computed)[..].ct_eq(&words(presented)[..]))
 }
 
 /// [`AccessTokenClaims`] borrowed, as written into a token.
@@ -752,31 +785,36 @@ mod tests {
         for (actor, expires) in [(datahub, Some(1)), (Urn::corp_user("a").unwrap(), None)] {
             let token = codec.sign_new(VERSION_STATEFUL, AccessTokenType::Personal, &actor, expires);
             assert!(
-                token.as_bytes().starts_with(&codec.id_after_prefix.prefix),
+                token.as_bytes().starts_with(&codec.id_hash.prefix)
+                    && codec.mac.prefix == codec.id_hash.prefix,
                 "{token}"
             );
         }
         // The header, then 43 characters of base64 of `{"version":"2","type":"PERSONAL",`.
         let expected = "eyJhbGciOiJIUzI1NiJ9.eyJ2ZXJzaW9uIjoiMiIsInR5cGUiOiJQRVJTT05BTCIs";
-        assert_eq!(&codec.id_after_prefix.prefix[..], &expected.as_bytes()[..64]);
+        assert_eq!(&codec.id_hash.prefix[..], &expected.as_bytes()[..64]);
     }
 
     proptest::proptest! {
-        /// Resuming after the prefix gives ring's own hash, whether or not
-        /// the bytes start with it, and whatever they hold after it.
+        /// Resuming after the prefix gives ring's own id hash and HMAC,
+        /// whether or not the bytes start with it, whatever they hold after.
         #[test]
-        fn resumed_id_hash_is_the_plain_one(
+        fn resumed_hashes_are_the_plain_ones(
             use_prefix in proptest::bool::ANY,
             cut in 0usize..=64,
             rest in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
         ) {
             let codec = codec();
-            let mut bytes = if use_prefix { codec.id_after_prefix.prefix[..cut].to_vec() } else { Vec::new() };
+            let mut bytes = if use_prefix { codec.id_hash.prefix[..cut].to_vec() } else { Vec::new() };
             bytes.extend_from_slice(&rest);
             let mut plain = digest::Context::new(&digest::SHA256);
             plain.update(&bytes);
             plain.update(&codec.salt);
-            let (resumed, plain) = (codec.id_after_prefix.sha256(&bytes, &codec.salt), plain.finish());
+            let (resumed, plain) = (codec.id_digest(&bytes), plain.finish());
+            proptest::prop_assert_eq!(resumed.as_ref(), plain.as_ref());
+            let config = TokenServiceConfig::insecure_datahub_defaults();
+            let key = hmac::Key::new(hmac::HMAC_SHA256, config.signing_key.expose().as_bytes());
+            let (resumed, plain) = (codec.hmac(&bytes), hmac::sign(&key, &bytes));
             proptest::prop_assert_eq!(resumed.as_ref(), plain.as_ref());
         }
     }
