@@ -542,8 +542,8 @@ impl TokenCodec {
 }
 
 /// Whether two 32-byte HMAC-SHA256 tags are equal, in constant time (as
-/// `hmac::verify` compares): `subtle` over four words, which cost an eighth
-/// of its byte-by-byte comparison.
+/// `hmac::verify` compares): `subtle` over four words, not 32 bytes (byte by
+/// byte, the comparison cost what resuming the HMAC saves).
 fn tags_equal(computed: &[u8], presented: &[u8; 32]) -> bool {
     let words = |tag: &[u8]| -> [u64; 4] {
         std::array::from_fn(|i| u64::from_le_bytes(tag[i * 8..i * 8 + 8].try_into().expect("8 bytes")))
@@ -793,6 +793,20 @@ mod tests {
         // The header, then 43 characters of base64 of `{"version":"2","type":"PERSONAL",`.
         let expected = "eyJhbGciOiJIUzI1NiJ9.eyJ2ZXJzaW9uIjoiMiIsInR5cGUiOiJQRVJTT05BTCIs";
         assert_eq!(&codec.id_hash.prefix[..], &expected.as_bytes()[..64]);
+    }
+
+    #[test]
+    fn tags_differing_anywhere_are_not_equal() {
+        let tag: [u8; 32] = std::array::from_fn(|i| i as u8 * 7);
+        assert!(tags_equal(&tag, &tag));
+        for byte in 0..32 {
+            for bit in 0..8 {
+                let mut other = tag;
+                other[byte] ^= 1 << bit;
+                assert!(!tags_equal(&tag, &other), "byte {byte} bit {bit}");
+            }
+        }
+        assert!(!tags_equal(&tag[..31], &tag), "a shorter tag");
     }
 
     proptest::proptest! {
