@@ -108,11 +108,13 @@ fn apply(token: &str, others: &[String], mutation: &Mutation) -> String {
             bytes[at] ^= 1 << bit;
             String::from_utf8_lossy(&bytes).into_owned()
         }
-        Mutation::Truncate { at } => token[..at % token.len()].to_owned(),
+        // Cut bytes, not chars: an earlier mutation may have made the text
+        // non-ASCII (a flipped bit reads back as U+FFFD, three bytes).
+        Mutation::Truncate { at } => String::from_utf8_lossy(&bytes[..at % bytes.len()]).into_owned(),
         Mutation::RemoveRange { from, len } => {
-            let from = from % token.len();
-            let to = (from + len).min(token.len());
-            format!("{}{}", &token[..from], &token[to..])
+            let from = from % bytes.len();
+            let to = (from + len).min(bytes.len());
+            String::from_utf8_lossy(&[&bytes[..from], &bytes[to..]].concat()).into_owned()
         }
         Mutation::Insert { at, byte } => {
             let mut bytes = bytes.to_vec();
@@ -366,5 +368,26 @@ async fn untouched_tokens_validate_and_oversized_input_is_refused_unread() {
         let token = format!("{}.{}.{}", b64(header), parts[1], parts[2]);
         let err = f.service.validate_access_token(&token).await.unwrap_err();
         assert!(matches!(err, Error::InvalidToken(_)), "{header}: {err:?}");
+    }
+}
+
+/// A flipped high bit turns a byte into U+FFFD (three bytes): the mutations
+/// after it cut bytes, not chars, wherever they land (CI once found a
+/// truncation inside one).
+#[tokio::test]
+async fn mutations_after_a_non_ascii_flip_still_apply_and_are_refused() {
+    let (f, tokens) = fixture().await;
+    let flipped = apply(&tokens[0], &tokens, &Mutation::FlipBit { at: 91, bit: 7 });
+    assert_eq!(flipped.find('\u{FFFD}'), Some(91), "{flipped}");
+    for mutation in [
+        Mutation::Truncate { at: 92 },
+        Mutation::RemoveRange { from: 92, len: 3 },
+    ] {
+        let mutated = apply(&flipped, &tokens, &mutation);
+        assert!(
+            mutated.starts_with(&flipped[..91]) && mutated != flipped,
+            "{mutated}"
+        );
+        assert_refused(&f, &mutated).await.unwrap();
     }
 }
