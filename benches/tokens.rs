@@ -638,6 +638,12 @@ fn print_ratios(dir: &Path, since: SystemTime) {
 }
 
 fn main() {
+    // Every bench is timed in a process that has had a second thread, as a
+    // server's has. glibc's malloc skips its arena lock until a process
+    // starts one, and criterion's analysis starts threads only after the
+    // first bench: that bench alone (`list/service/100k`) was timed with
+    // the cheaper allocator, 3.3 against 4.1 us (benches/README.md, "List").
+    std::thread::spawn(|| {}).join().expect("an empty thread");
     let scale = Scale::from_args();
     let started = SystemTime::now();
     let dir = output_directory();
